@@ -1,0 +1,151 @@
+"""`InfLlavaConfig`: a composite HF config (any vision tower + any causal LM) plus the DCM/DEM settings.
+
+Defaults reproduce the official INF-LLaVA (spec sections 4-7): CLIP-L/14-336 features from layer -2 without the class
+token, a 3x3 grid (1008x1008 high-resolution input), an 8-head DEM whose output is resized bilinearly back to the base
+grid, a low-resolution view fused by element-wise mean, and an ``mlp2x_gelu`` projector. Derived numbers (tokens per
+image, high-resolution size, number of views) are properties computed by :class:`~inf_llava.geometry.Geometry`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .geometry import Geometry, normalize_grid
+
+# The official vision tower, openai/clip-vit-large-patch14-336 (spec section 2).
+CLIP_L14_336 = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 336,
+    "patch_size": 14,
+    "projection_dim": 768,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+
+PROJECTOR_TYPE = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
+DEM_POOLING = ("bilinear", "avg")
+LOW_RES_FUSION = ("mean", "add")
+FEATURE_SELECT = ("patch",)
+DEM_ATTENTION = ("sdpa", "eager")
+
+
+class InfLlavaConfig(PreTrainedConfig):
+    r"""Configuration of :class:`~inf_llava.InfLlavaForConditionalGeneration`.
+
+    Args:
+        vision_config: config of the vision tower (any HF vision model with ``image_size``/``patch_size``; default
+            CLIP-L/14-336).
+        text_config: config of the causal LM (any HF decoder; default Llama).
+        grid: DCM grid, ``n`` or ``(n_h, n_w)``; the high-resolution input is ``(n_h * S, n_w * S)``.
+        vision_feature_layer: index into the tower's hidden states (embeddings output first); the tower is built only
+            up to this layer.
+        vision_feature_select_strategy: ``"patch"``: the ``p * p`` patch tokens (a leading class token is dropped).
+        use_low_res_view: also encode the whole image at the base size and fuse it with the DEM output.
+        low_res_fusion: ``"mean"`` (official code) or ``"add"`` (the paper's wording).
+        dem_num_heads: attention heads of the DEM cross-attention (official: 8).
+        dem_ffn_ratio: the DEM branch FFNs map ``d -> d // ratio -> d // 2`` (official ratio 16).
+        dem_pooling: how the ``(n_h p, n_w p)`` DEM map returns to ``(p, p)``: ``"bilinear"`` (official; for odd grids
+            an exact pick of each block's centre token) or ``"avg"`` (true average pooling, the paper's wording).
+        dem_layer_norm_eps: epsilon of the two DEM LayerNorms.
+        dem_attn_implementation: ``"sdpa"`` (fused kernel) or ``"eager"`` (the official op order, for bit parity).
+        projector_type: ``"mlp2x_gelu"`` (official), ``"mlpNx_gelu"`` or ``"linear"``.
+        image_token_id: vocabulary id whose slots receive image features.
+        tie_word_embeddings: tie ``lm_head`` to the input embeddings.
+    """
+
+    model_type = "inf_llava"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="clip_vision_model", init_kwargs=dict(CLIP_L14_336)
+        ),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    grid: int | list[int] = 3
+    vision_feature_layer: int = -2
+    vision_feature_select_strategy: str = "patch"
+    use_low_res_view: bool = True
+    low_res_fusion: str = "mean"
+    dem_num_heads: int = 8
+    dem_ffn_ratio: int = 16
+    dem_pooling: str = "bilinear"
+    dem_layer_norm_eps: float = 1e-5
+    dem_attn_implementation: str = "sdpa"
+    projector_type: str = "mlp2x_gelu"
+    image_token_id: int | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        self.grid = list(normalize_grid(self.grid))
+        self.validate_settings()
+
+    def validate_settings(self) -> None:
+        """Raise a ValueError naming the first inconsistent setting."""
+        self.geometry  # noqa: B018 - validates the view and patch sizes
+        width = self.vision_config.hidden_size
+        if self.dem_num_heads < 1 or width % self.dem_num_heads:
+            raise ValueError(f"dem_num_heads={self.dem_num_heads} does not divide the vision width {width}")
+        if width % 2:
+            raise ValueError(f"the DEM halves the vision width in each branch; width {width} is odd")
+        if self.dem_ffn_ratio < 1 or width // self.dem_ffn_ratio < 1:
+            raise ValueError(f"dem_ffn_ratio={self.dem_ffn_ratio} leaves no hidden units for width {width}")
+        _check_choice("dem_pooling", self.dem_pooling, DEM_POOLING)
+        _check_choice("low_res_fusion", self.low_res_fusion, LOW_RES_FUSION)
+        _check_choice("vision_feature_select_strategy", self.vision_feature_select_strategy, FEATURE_SELECT)
+        _check_choice("dem_attn_implementation", self.dem_attn_implementation, DEM_ATTENTION)
+        if not PROJECTOR_TYPE.match(str(self.projector_type)):
+            raise ValueError(
+                f"unknown projector_type {self.projector_type!r}; expected 'linear' or 'mlp<N>x_gelu' (e.g. mlp2x_gelu)"
+            )
+        self.num_tower_layers  # noqa: B018 - validates vision_feature_layer
+        vocab = getattr(self.text_config, "vocab_size", None)
+        if self.image_token_id is not None and vocab is not None and not 0 <= self.image_token_id < vocab:
+            raise ValueError(f"image_token_id={self.image_token_id} is outside the LM vocabulary of {vocab} tokens")
+
+    # ---- derived geometry (never separate knobs) -------------------------------------------------------------
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry.from_config(self)
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Image-token slots per image in the prompt (576 for the official model)."""
+        return self.geometry.tokens_per_image
+
+    @property
+    def high_res_size(self) -> tuple[int, int]:
+        """(height, width) of the high-resolution input (1008, 1008 for the official model)."""
+        return self.geometry.high_res_size
+
+    @property
+    def num_views(self) -> int:
+        """Views per image in the official computation: ``2 * n_h * n_w`` sub-images plus the low-resolution view."""
+        return 2 * self.geometry.num_crops + int(self.use_low_res_view)
+
+    @property
+    def num_tower_layers(self) -> int:
+        """Encoder layers the tower needs to produce ``hidden_states[vision_feature_layer]``."""
+        total = self.vision_config.num_hidden_layers
+        layer = self.vision_feature_layer
+        index = layer + total + 1 if layer < 0 else layer
+        if not 1 <= index <= total:
+            raise ValueError(
+                f"vision_feature_layer={layer} does not select an encoder layer output of a {total}-layer tower "
+                f"(valid: 1..{total} or -{total}..-1)"
+            )
+        return index
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")

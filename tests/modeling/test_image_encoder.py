@@ -1,0 +1,141 @@
+"""The batched image encoder against the straightforward official computation (tests/reference)."""
+
+import copy
+
+import pytest
+import torch
+from reference.official_dem import SpatialEmbed
+from reference.official_encoder import official_encode_images
+from transformers import AutoModel
+
+from inf_llava import InfLlavaForConditionalGeneration
+from inf_llava.presets import tiny_config
+
+DEM_KEYS = {
+    "attention.q_proj": "attention.linears.0",
+    "attention.k_proj": "attention.linears.1",
+    "attention.v_proj": "attention.linears.2",
+    "attention.o_proj": "attention.linears.3",
+    "attention.norm": "attention.ln",
+    "ffn_local": "ffn_crop",
+    "ffn_global": "ffn_stride",
+    "norm": "ln_fuse",
+}
+
+
+def _reference_parts(model):
+    """A full-depth tower sharing the model's weights, plus the reference DEM loaded with the model's DEM."""
+    encoder = model.image_encoder
+    full = AutoModel.from_config(copy.deepcopy(model.config.vision_config)).eval()
+    missing, _ = full.load_state_dict(encoder.vision_tower.state_dict(), strict=False)
+    assert all(".layers." in k for k in missing)  # only the unused top layers differ
+    dim = model.config.vision_config.hidden_size
+    ref_dem = SpatialEmbed(dim, model.config.dem_num_heads).eval()
+    state = {}
+    for key, value in encoder.dem.state_dict().items():
+        for ours, theirs in DEM_KEYS.items():
+            if key.startswith(ours + "."):
+                state[theirs + key[len(ours) :]] = value
+                break
+    ref_dem.load_state_dict(state)
+    return full, ref_dem
+
+
+def _randomise(model):
+    with torch.no_grad():
+        for p in model.image_encoder.dem.parameters():
+            p.normal_(0, 0.2)
+
+
+@pytest.mark.parametrize("input_size", ["high_res", "base"])
+def test_encoder_matches_official_computation(tiny_tokenizer, input_size):
+    torch.manual_seed(0)
+    model = InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer)).eval()
+    _randomise(model)
+    full, ref_dem = _reference_parts(model)
+    geo = model.config.geometry
+    size = geo.high_res_size if input_size == "high_res" else geo.base_size
+    pixels = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        ours = model.get_image_features(pixels)
+        ref = official_encode_images(pixels, full, ref_dem, model.image_encoder.projector, n=3)
+    assert ours.shape == (2, geo.tokens_per_image, model.config.text_config.hidden_size)
+    assert ((ours - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
+def test_one_batched_tower_call_and_no_base_view_for_odd_grid(tiny_tokenizer):
+    torch.manual_seed(0)
+    model = InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer)).eval()
+    batches = []
+    hook = model.image_encoder.vision_tower.register_forward_pre_hook(
+        lambda m, args, kwargs: batches.append(kwargs["pixel_values"].shape[0]), with_kwargs=True
+    )
+    with torch.no_grad():
+        model.get_image_features(torch.randn(3, 3, 72, 72))
+    hook.remove()
+    assert batches == [3 * 18]  # 9 tiles + 9 strided views per image, the base view is strided view (1, 1)
+
+
+def test_base_view_is_the_centre_strided_view():
+    import torch.nn.functional as F
+
+    x = torch.randn(2, 3, 72, 72)
+    low = F.interpolate(x, size=(24, 24), mode="bicubic", align_corners=False)
+    assert torch.equal(low, x[:, :, 1::3, 1::3])
+    up = F.interpolate(low, size=(72, 72), mode="bicubic", align_corners=False)
+    assert torch.equal(up[:, :, 1::3, 1::3], low)  # inference path: exact on CPU
+
+
+@pytest.mark.parametrize("grid", [(2, 2), (1, 3), (3, 1)])
+@pytest.mark.parametrize("pooling", ["bilinear", "avg"])
+def test_other_grids_and_pooling_encode(tiny_tokenizer, grid, pooling):
+    torch.manual_seed(0)
+    config = tiny_config(tiny_tokenizer, grid=list(grid), dem_pooling=pooling)
+    model = InfLlavaForConditionalGeneration(config).eval()
+    views = model.image_encoder.views(torch.randn(1, 3, *config.high_res_size))
+    extra = 0 if config.geometry.centre_view_index is not None else 1
+    assert views.shape[1] == 2 * grid[0] * grid[1] + extra
+    with torch.no_grad():
+        feats = model.get_image_features(torch.randn(2, 3, *config.high_res_size))
+    assert feats.shape == (2, config.tokens_per_image, config.text_config.hidden_size)
+    assert torch.isfinite(feats).all()
+
+
+def test_even_grid_matches_reference(tiny_tokenizer):
+    # 2x2: the base view is a genuine bicubic downscale and is encoded as an extra view.
+    torch.manual_seed(0)
+    model = InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer, grid=2)).eval()
+    _randomise(model)
+    full, ref_dem = _reference_parts(model)
+    pixels = torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        ours = model.get_image_features(pixels)
+        ref = official_encode_images(pixels, full, ref_dem, model.image_encoder.projector, n=2)
+    assert ((ours - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
+def test_low_res_view_options(tiny_tokenizer):
+    torch.manual_seed(0)
+    base = InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer)).eval()
+    pixels = torch.randn(1, 3, 72, 72)
+    enc = base.image_encoder
+    with torch.no_grad():
+        feats = enc.view_features(enc.views(pixels))
+        dem = enc.dem(feats[:, :9], feats[:, 9:18])
+        mean = enc.enhanced_features(pixels)
+        assert torch.allclose(mean, (dem + feats[:, 9 + 4]) / 2, atol=1e-6)
+        enc.low_res_fusion = "add"
+        assert torch.allclose(enc.enhanced_features(pixels), dem + feats[:, 13], atol=1e-6)
+        enc.use_low_res_view = False
+        assert torch.allclose(enc.enhanced_features(pixels), dem, atol=1e-6)
+
+
+def test_frozen_tower_builds_no_graph(tiny_model):
+    model = tiny_model.train()
+    for p in model.image_encoder.vision_tower.parameters():
+        p.requires_grad_(False)
+    feats = model.image_encoder.view_features(torch.randn(1, 18, 3, 24, 24))
+    assert not feats.requires_grad
+    for p in model.image_encoder.vision_tower.parameters():
+        p.requires_grad_(True)
+    assert model.image_encoder.view_features(torch.randn(1, 18, 3, 24, 24)).requires_grad
