@@ -9,18 +9,8 @@ from reference.official_encoder import official_encode_images
 from transformers import AutoModel
 
 from inf_llava import InfLlavaForConditionalGeneration
+from inf_llava.conversion.keys import dem_key_to_official
 from inf_llava.presets import tiny_config
-
-DEM_KEYS = {
-    "attention.q_proj": "attention.linears.0",
-    "attention.k_proj": "attention.linears.1",
-    "attention.v_proj": "attention.linears.2",
-    "attention.o_proj": "attention.linears.3",
-    "attention.norm": "attention.ln",
-    "ffn_local": "ffn_crop",
-    "ffn_global": "ffn_stride",
-    "norm": "ln_fuse",
-}
 
 
 def _reference_parts(model):
@@ -31,13 +21,7 @@ def _reference_parts(model):
     assert all(".layers." in k for k in missing)  # only the unused top layers differ
     dim = model.config.vision_config.hidden_size
     ref_dem = SpatialEmbed(dim, model.config.dem_num_heads).eval()
-    state = {}
-    for key, value in encoder.dem.state_dict().items():
-        for ours, theirs in DEM_KEYS.items():
-            if key.startswith(ours + "."):
-                state[theirs + key[len(ours) :]] = value
-                break
-    ref_dem.load_state_dict(state)
+    ref_dem.load_state_dict({dem_key_to_official(k): v for k, v in encoder.dem.state_dict().items()})
     return full, ref_dem
 
 

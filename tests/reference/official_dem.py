@@ -92,26 +92,8 @@ class SpatialEmbed(nn.Module):
         return out.to(feats[0].dtype).permute(0, 2, 3, 1).reshape(b, hw, d)
 
 
-# Official key -> package key (DualPerspectiveEnhancement).
-KEY_MAP = {
-    "attention.linears.0": "attention.q_proj",
-    "attention.linears.1": "attention.k_proj",
-    "attention.linears.2": "attention.v_proj",
-    "attention.linears.3": "attention.o_proj",
-    "attention.ln": "attention.norm",
-    "ffn_crop": "ffn_local",
-    "ffn_stride": "ffn_global",
-    "ln_fuse": "norm",
-}
-
-
 def to_package_state_dict(official_sd):
-    out = {}
-    for key, value in official_sd.items():
-        for old, new in KEY_MAP.items():
-            if key.startswith(old + "."):
-                out[new + key[len(old) :]] = value
-                break
-        else:
-            raise KeyError(key)
-    return out
+    """Official SpatialEmbed state dict -> DualPerspectiveEnhancement state dict (the package's key table)."""
+    from inf_llava.conversion.keys import dem_key_to_package
+
+    return {dem_key_to_package(k): v for k, v in official_sd.items()}
