@@ -141,10 +141,19 @@ class InfLlavaEngine:
             out["pixel_values"] = batch["pixel_values"].to(self.image_device, self.image_dtype)
         return out
 
-    def _generate_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
+    def _generate_kwargs(self, settings: GenerationSettings, prompt_len: int = 0) -> dict[str, Any]:
         stop_ids = self.processor.stop_token_ids(self.template)
+        max_new_tokens = settings.max_new_tokens
+        if self.context_length is not None:
+            # The answer never runs past the LM's context (finish reason "length" when it would).
+            room = self.context_length - prompt_len
+            if room < 1:
+                raise ValueError(
+                    f"the prompt ({prompt_len} tokens) leaves no room in the {self.context_length}-token context"
+                )
+            max_new_tokens = min(max_new_tokens, room)
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=settings.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             eos_token_id=stop_ids,
             pad_token_id=self.processor.pad_token_id,
         )
@@ -187,7 +196,7 @@ class InfLlavaEngine:
         with self._lock:
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
-            out = self.model.generate(**inputs, **self._generate_kwargs(settings))
+            out = self.model.generate(**inputs, **self._generate_kwargs(settings, inputs["input_ids"].shape[1]))
         prompt_len = inputs["input_ids"].shape[1]
         prompt_tokens = inputs["attention_mask"].sum(1).tolist()
         rows = out[:, prompt_len:].tolist()
@@ -214,7 +223,7 @@ class InfLlavaEngine:
         cancel = threading.Event()
         kwargs = dict(
             **inputs,
-            **self._generate_kwargs(settings),
+            **self._generate_kwargs(settings, inputs["input_ids"].shape[1]),
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
         )
