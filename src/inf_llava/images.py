@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+# Our own pixel limit (below) is checked first and says what to do; Pillow's generic warning would only add noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Refuse images above this many pixels before decoding them (decompression bombs). 64 MP covers any camera photo.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -100,6 +104,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag; an unreadable EXIF block leaves the image as stored."""
     try:
+        if image.getexif().get(0x0112, 1) == 1:  # no rotation: keep the object (no copy)
+            return image
         return ImageOps.exif_transpose(image)
     except Exception:  # Pillow raises assorted errors on malformed EXIF; the orientation is optional
         return image

@@ -49,6 +49,11 @@ class BackgroundServer:
         return self.server.servers[0].sockets[0].getsockname()[1]
 
     @property
+    def scheduler(self):
+        """The app's :class:`~inf_llava.serve.scheduler.Scheduler` (batching statistics)."""
+        return self.server.config.app.state.scheduler
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
