@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import random_image, shapes_image
 from PIL import Image
 
-from conftest import random_image, shapes_image
 from inf_llava.cli import main
 from inf_llava.inference import GenerationSettings, InfLlavaEngine
 

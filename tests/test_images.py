@@ -5,11 +5,11 @@ import io
 
 import numpy as np
 import pytest
+from conftest import random_image, shapes_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from conftest import random_image, shapes_image
 from inf_llava.errors import ImageError
 from inf_llava.images import load_image, to_rgb
 from inf_llava.processing import image_processing

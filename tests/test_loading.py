@@ -5,8 +5,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import shapes_image
+
 from inf_llava.errors import ModelLoadError
 from inf_llava.inference import GenerationSettings, InfLlavaEngine
 from inf_llava.loading import QUANTIZATION_SKIP_MODULES, load_model, quantization_config
