@@ -104,6 +104,10 @@ def _fetch(url: str, label: str, settings: ServerSettings) -> bytes:
             data = response.read(limit + 1)
     except APIError:
         raise
+    except urllib.error.HTTPError as exc:
+        raise APIError(
+            400, f"{label}: could not fetch the image URL (HTTP {exc.code} {exc.reason})", code="image_fetch_failed"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise APIError(400, f"{label}: could not fetch the image URL ({reason})", code="image_fetch_failed") from None
