@@ -49,28 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def server_settings(args: argparse.Namespace):
+    import dataclasses
     import os
     from pathlib import Path
 
     from ..assets import resolve_model_path
     from ..serve.settings import ServerSettings
 
+    # Every limit flag is named after its ServerSettings field.
+    special = {"model_name", "api_key", "cors_origins"}
+    limits = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(ServerSettings)
+        if f.name not in special and hasattr(args, f.name)
+    }
     return ServerSettings(
+        **limits,
         model_name=args.served_model_name or Path(resolve_model_path(args.model)).name,
         api_key=args.api_key or os.environ.get("INF_LLAVA_API_KEY") or None,
         cors_origins=tuple(args.cors_origin),
-        max_request_bytes=args.max_request_bytes,
-        max_images=args.max_images,
-        max_image_pixels=args.max_image_pixels,
-        default_max_tokens=args.default_max_tokens,
-        max_tokens_limit=args.max_tokens_limit,
-        request_timeout=args.request_timeout,
-        max_pending=args.max_pending,
-        max_batch_size=args.max_batch_size,
-        batch_wait_ms=args.batch_wait_ms,
-        allow_remote_images=args.allow_remote_images,
-        remote_max_bytes=args.remote_max_bytes,
-        remote_timeout=args.remote_timeout,
     )
 
 
