@@ -60,8 +60,10 @@ def test_bad_files_are_refused_with_one_line(tmp_path, data, reason):
 def test_missing_file_and_unreadable_path(tmp_path):
     with pytest.raises(ImageError, match="no such image file"):
         load_image(tmp_path / "nope.png")
-    with pytest.raises(ImageError, match="no such image file"):
+    with pytest.raises(ImageError, match="not a regular file"):
         load_image(tmp_path)  # a directory
+    with pytest.raises(ImageError, match="/dev/zero: not a regular file"):
+        load_image("/dev/zero")
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):

@@ -82,9 +82,9 @@ def test_resume_after_torn_write_skips_done_rows(tiny_model_dir, tmp_path):
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(capsys, tiny_model_dir, tmp_path):
-    questions, rows = write_questions(tmp_path, n=16)
+    questions, rows = write_questions(tmp_path, n=12)
     output = tmp_path / "answers.jsonl"
-    options = ["--batch-size", "2", "--max-new-tokens", "40"]
+    options = ["--batch-size", "2", "--max-new-tokens", "24"]
     command = [sys.executable, "-m", "inf_llava", "predict", "--model", str(tiny_model_dir), "--dtype", "fp32"]
     process = subprocess.Popen(
         [*command, "--input", str(questions), "--output", str(output), *options],
@@ -106,7 +106,8 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(capsys, tiny_model_di
     assert code == 0, err
     assert f"already in {output}" in err
     reference = tmp_path / "reference.jsonl"
-    code, _, _ = run_predict(capsys, tiny_model_dir, questions, reference, *options)
+    engine = InfLlavaEngine.from_pretrained(tiny_model_dir, dtype="fp32")
+    predict(engine, read_questions(questions), reference, batch_size=2, settings=GenerationSettings(max_new_tokens=24))
     assert read_rows(output) == read_rows(reference)
     assert [r["id"] for r in read_rows(output)] == [r["id"] for r in rows]
 

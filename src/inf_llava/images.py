@@ -61,15 +61,17 @@ def load_image(
         path = Path(source)
         label = name or str(path)
         try:
-            if not path.is_file():
+            if not path.exists():
                 raise ImageError(f"{label}: no such image file")
+            if not path.is_file():  # a directory, a device, a pipe: never read
+                raise ImageError(f"{label}: not a regular file")
             if path.stat().st_size == 0:
                 raise ImageError(f"{label}: empty file (0 bytes)")
-            stream = io.BytesIO(path.read_bytes())
+            stream = path.open("rb")  # Pillow reads the header first: a huge file is refused before it is read
         except OSError as exc:
             raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
     try:
-        with Image.open(stream) as opened:
+        with stream, Image.open(stream) as opened:
             _check_pixels(opened, max_pixels, label)
             opened.seek(0)  # first frame; `is_animated` / `n_frames` would walk every frame of a GIF
             opened.load()

@@ -87,4 +87,5 @@ def run(args: argparse.Namespace, open_browser: bool = False) -> int:
 
         threading.Timer(1.5, webbrowser.open, args=(url + "/",)).start()
     run_server(engine, settings, host=args.host, port=args.port, log_level=args.log_level)
+    print("server stopped", file=sys.stderr)
     return 0

@@ -149,7 +149,7 @@ def create_app(engine: InfLlavaEngine, settings: ServerSettings | None = None) -
                 param="max_tokens",
             )
         images = [await asyncio.to_thread(decode_image_url, url, i, settings) for i, url in enumerate(urls)]
-        _check_prompt(engine, messages, len(images))
+        await asyncio.to_thread(_check_prompt, engine, messages, len(images))  # tokenising can take a while
         generation = GenerationSettings(
             max_new_tokens=max_tokens,
             temperature=body.temperature or 0.0,

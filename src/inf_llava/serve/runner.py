@@ -33,8 +33,12 @@ def run_server(
     port: int = 8000,
     log_level: str = "info",
 ) -> None:
-    """Serve until interrupted (Ctrl-C)."""
-    uvicorn.Server(_config(engine, settings or ServerSettings(), host, port, log_level)).run()
+    """Serve until interrupted (Ctrl-C or SIGTERM), then return after a graceful shutdown."""
+    server = uvicorn.Server(_config(engine, settings or ServerSettings(), host, port, log_level))
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled, after shutting down
+        pass
 
 
 @dataclass

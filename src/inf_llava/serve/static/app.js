@@ -166,6 +166,7 @@ async function ask(text) {
           if (delta) {
             answer += delta;
             bubble.textContent = answer;
+            bubble.dataset.pieces = String(Number(bubble.dataset.pieces || 0) + 1);
           }
         }
       }
