@@ -38,9 +38,10 @@ $(CHROMIUM):
 screenshot: setup browser
 	INF_LLAVA_SCREENSHOT=docs/img/web.png $(PY) -m pytest -q tests/serve/test_web_page.py
 
-# The bounded server load test (200 requests, concurrency 16, tiny model on loopback): prints p50/p99.
+# The bounded server load test (200 requests, concurrency 16, tiny model on loopback): p50/p99, and the same
+# load with batching off for comparison.
 loadtest: setup
-	$(PY) -m inf_llava.serve.loadtest --requests 200 --concurrency 16
+	$(PY) -m inf_llava.serve.loadtest --requests 200 --concurrency 16 --compare-unbatched
 
 lint: setup
 	$(VENV)/bin/ruff check .

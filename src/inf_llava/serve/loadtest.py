@@ -38,12 +38,17 @@ class LoadReport:
     def p99_ms(self) -> float:
         return 1000 * self.percentile(99)
 
+    @property
+    def throughput(self) -> float:
+        """Successful requests per second."""
+        return len(self.latencies_s) / self.wall_s
+
     def summary(self) -> str:
         ok = len(self.latencies_s)
         return (
             f"{self.requests} requests at concurrency {self.concurrency} (after a warm-up round): {ok} ok, "
             f"{len(self.errors)} errors, "
-            f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {ok / self.wall_s:.1f} req/s, "
+            f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, {self.throughput:.1f} req/s, "
             f"{self.completion_tokens / self.wall_s:.1f} generated tok/s ({self.wall_s:.2f} s wall)"
         )
 
@@ -127,15 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument(
+        "--compare-unbatched", action="store_true", help="also run with --max-batch-size 1 and report the ratio"
+    )
     args = parser.parse_args(argv)
+    load = dict(requests=args.requests, concurrency=args.concurrency, max_tokens=args.max_tokens)
     if args.url is not None:
-        report = run_load_test(
-            args.url,
-            args.model or "inf-llava",
-            requests=args.requests,
-            concurrency=args.concurrency,
-            max_tokens=args.max_tokens,
-        )
+        reports = [run_load_test(args.url, args.model or "inf-llava", **load)]
     else:
         from ..inference import InfLlavaEngine
         from .runner import start_background_server
@@ -147,24 +150,28 @@ def main(argv: list[str] | None = None) -> int:
             from ..presets import build_tiny
 
             engine = InfLlavaEngine(*build_tiny(seed=0))
-        settings = ServerSettings(model_name="load-test", max_batch_size=args.max_batch_size)
-        with start_background_server(engine, settings) as server:
-            report = run_load_test(
-                server.url,
-                "load-test",
-                requests=args.requests,
-                concurrency=args.concurrency,
-                max_tokens=args.max_tokens,
-            )
-            scheduler, total = server.scheduler, args.requests + args.concurrency  # measured + warm-up round
-            print(
-                f"server: {scheduler.batches_run} generate calls for {total} requests incl. warm-up "
-                f"(mean batch {total / max(1, scheduler.batches_run):.2f}, largest {scheduler.largest_batch})"
-            )
-    print(report.summary())
-    for error in report.errors[:10]:
-        print("  " + error)
-    return 1 if report.errors else 0
+        reports = []
+        for batch_size in [args.max_batch_size] + ([1] if args.compare_unbatched else []):
+            settings = ServerSettings(model_name="load-test", max_batch_size=batch_size)
+            with start_background_server(engine, settings) as server:
+                reports.append(run_load_test(server.url, "load-test", **load))
+                scheduler, total = server.scheduler, args.requests + args.concurrency  # measured + warm-up round
+                print(
+                    f"server (max batch {batch_size}): {scheduler.batches_run} generate calls for {total} requests "
+                    f"incl. warm-up (mean batch {total / max(1, scheduler.batches_run):.2f}, "
+                    f"largest {scheduler.largest_batch})"
+                )
+    for report in reports:
+        print(report.summary())
+        for error in report.errors[:10]:
+            print("  " + error)
+    if len(reports) == 2:
+        batched, alone = reports
+        print(
+            f"batching: {batched.throughput / alone.throughput:.2f}x the throughput of batch size 1, "
+            f"p50 {batched.p50_ms / alone.p50_ms:.2f}x, p99 {batched.p99_ms / alone.p99_ms:.2f}x"
+        )
+    return 1 if any(report.errors for report in reports) else 0
 
 
 if __name__ == "__main__":
