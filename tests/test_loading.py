@@ -112,7 +112,9 @@ def test_quantization_without_cuda_is_one_clear_error(tiny_model_dir):
 def test_quantized_4bit_keeps_vision_side_16bit(tiny_model_dir):
     model = load_model(tiny_model_dir, quantization="4bit", dtype="bf16")
     assert {p.dtype for p in model.model.image_encoder.parameters()} == {torch.bfloat16}
-    engine = InfLlavaEngine(model, InfLlavaEngine.from_pretrained(tiny_model_dir).processor)
+    from inf_llava import InfLlavaProcessor
+
+    engine = InfLlavaEngine(model, InfLlavaProcessor.from_pretrained(str(tiny_model_dir)))
     assert engine.complete([engine.question("What?")], [[shapes_image()]], SETTINGS)[0].completion_tokens >= 1
 
 
