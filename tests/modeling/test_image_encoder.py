@@ -57,7 +57,9 @@ def test_one_batched_tower_call_and_no_base_view_for_odd_grid(tiny_tokenizer):
     with torch.no_grad():
         model.get_image_features(torch.randn(3, 3, 72, 72))
     hook.remove()
-    assert batches == [3 * 18]  # 9 tiles + 9 strided views per image, the base view is strided view (1, 1)
+    # 9 tiles + the centre strided view per image: the base view is strided view (1, 1), and the DEM's bilinear
+    # pick never reads the other 8 strided views.
+    assert batches == [3 * 10]
 
 
 def test_base_view_is_the_centre_strided_view():
@@ -77,8 +79,11 @@ def test_other_grids_and_pooling_encode(tiny_tokenizer, grid, pooling):
     config = tiny_config(tiny_tokenizer, grid=list(grid), dem_pooling=pooling)
     model = InfLlavaForConditionalGeneration(config).eval()
     views = model.image_encoder.views(torch.randn(1, 3, *config.high_res_size))
-    extra = 0 if config.geometry.centre_view_index is not None else 1
-    assert views.shape[1] == 2 * grid[0] * grid[1] + extra
+    K = grid[0] * grid[1]
+    if model.image_encoder.centre_only:
+        assert views.shape[1] == K + 1
+    else:
+        assert views.shape[1] == 2 * K + (0 if config.geometry.centre_view_index is not None else 1)
     with torch.no_grad():
         feats = model.get_image_features(torch.randn(2, 3, *config.high_res_size))
     assert feats.shape == (2, config.tokens_per_image, config.text_config.hidden_size)
@@ -104,12 +109,12 @@ def test_low_res_view_options(tiny_tokenizer):
     pixels = torch.randn(1, 3, 72, 72)
     enc = base.image_encoder
     with torch.no_grad():
-        feats = enc.view_features(enc.views(pixels))
-        dem = enc.dem(feats[:, :9], feats[:, 9:18])
+        feats = enc.view_features(enc.views(pixels))  # 9 tiles + centre strided view
+        dem = enc.dem.forward_centre(feats[:, :9], feats[:, 9])
         mean = enc.enhanced_features(pixels)
-        assert torch.allclose(mean, (dem + feats[:, 9 + 4]) / 2, atol=1e-6)
+        assert torch.allclose(mean, (dem + feats[:, 9]) / 2, atol=1e-6)
         enc.low_res_fusion = "add"
-        assert torch.allclose(enc.enhanced_features(pixels), dem + feats[:, 13], atol=1e-6)
+        assert torch.allclose(enc.enhanced_features(pixels), dem + feats[:, 9], atol=1e-6)
         enc.use_low_res_view = False
         assert torch.allclose(enc.enhanced_features(pixels), dem, atol=1e-6)
 
@@ -118,8 +123,8 @@ def test_frozen_tower_builds_no_graph(tiny_model):
     model = tiny_model.train()
     for p in model.image_encoder.vision_tower.parameters():
         p.requires_grad_(False)
-    feats = model.image_encoder.view_features(torch.randn(1, 18, 3, 24, 24))
+    feats = model.image_encoder.view_features(torch.randn(1, 10, 3, 24, 24))
     assert not feats.requires_grad
     for p in model.image_encoder.vision_tower.parameters():
         p.requires_grad_(True)
-    assert model.image_encoder.view_features(torch.randn(1, 18, 3, 24, 24)).requires_grad
+    assert model.image_encoder.view_features(torch.randn(1, 10, 3, 24, 24)).requires_grad

@@ -9,9 +9,11 @@ Shapes: ``B`` images, ``K = n_h * n_w``, ``S`` view size, ``T = p * p`` tokens p
 
 The official ``encode_images`` (spec section 4) resizes the input to the high-resolution size (a no-op when it is
 already that size), cuts 9 tiles and 9 strided views, adds a bicubic 336 view, runs the tower 19 times, fuses the
-18 sub-image maps with the DEM, averages with the 336 view and projects. Here all views go through the tower in one
-call, and for odd grids the low-resolution view is not encoded separately because it *is* the centre strided view
-(bicubic downscaling by an odd factor with ``align_corners=False`` is an exact pick; spec section 6).
+18 sub-image maps with the DEM, averages with the 336 view and projects. Here the views go through the tower in one
+call, and only the views that reach the output are encoded (spec section 6): for odd grids the low-resolution view
+*is* the centre strided view (bicubic downscaling by an odd factor with ``align_corners=False`` is an exact pick), and
+with the official bilinear pooling the DEM output depends on the 9 tiles and that centre view only. So the official
+model needs 10 tower passes per image, not 19, for the same features.
 """
 
 from __future__ import annotations
@@ -59,16 +61,30 @@ class InfLlavaImageEncoder(nn.Module):
         resized = F.interpolate(pixel_values.float(), size=size, mode="bicubic", align_corners=False)
         return resized.to(pixel_values.dtype)
 
+    @property
+    def centre_only(self) -> bool:
+        """True when only the local tiles and the centre strided view reach the output (official bilinear pooling,
+        odd grid): the other strided views, and the base view (equal to the centre one), are then not encoded."""
+        return self.dem.centre_only_applies(self.geometry.patches_per_side)
+
     def views(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w) -> (B, V, 3, S, S)``: K local tiles, K strided views and, when the low-resolution view is
-        used and is not one of the strided views, the bicubic base view."""
+        """``(B, 3, h, w) -> (B, V, 3, S, S)``: the views the output depends on, in one tensor.
+
+        Always the K local tiles first. Then, when :attr:`centre_only`, just the centre strided view (V = K + 1);
+        otherwise all K strided views, plus the bicubic base view when it is used and is not a strided view."""
         if pixel_values.dim() != 4:
             raise ValueError(f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}")
         big = self.high_res(pixel_values)
-        parts = [local_crops(big, self.geometry.grid), global_crops(big, self.geometry.grid)]
-        if self.use_low_res_view and self.geometry.centre_view_index is None:
-            low = F.interpolate(big.float(), size=self.geometry.base_size, mode="bicubic", align_corners=False)
-            parts.append(low.to(big.dtype).unsqueeze(1))
+        grid = self.geometry.grid
+        parts = [local_crops(big, grid)]
+        if self.centre_only:
+            (c_h, c_w), (n_h, n_w) = self.geometry.centre_phase, grid
+            parts.append(big[:, None, :, c_h::n_h, c_w::n_w])
+        else:
+            parts.append(global_crops(big, grid))
+            if self.use_low_res_view and self.geometry.centre_view_index is None:
+                low = F.interpolate(big.float(), size=self.geometry.base_size, mode="bicubic", align_corners=False)
+                parts.append(low.to(big.dtype).unsqueeze(1))
         return torch.cat(parts, dim=1)
 
     # ---- tower + DEM + fusion ----------------------------------------------------------------------------------
@@ -86,12 +102,16 @@ class InfLlavaImageEncoder(nn.Module):
         K = self.geometry.num_crops
         feats = self.view_features(self.views(pixel_values))
         dem_dtype = self.dem.norm.weight.dtype
-        local_feats, global_feats = feats[:, :K].to(dem_dtype), feats[:, K : 2 * K].to(dem_dtype)
-        enhanced = self.dem(local_feats, global_feats)
+        local_feats = feats[:, :K].to(dem_dtype)
+        if self.centre_only:
+            low = feats[:, K]  # the centre strided view, which is also the bicubic base view
+            enhanced = self.dem.forward_centre(local_feats, low.to(dem_dtype))
+        else:
+            enhanced = self.dem(local_feats, feats[:, K : 2 * K].to(dem_dtype))
+            centre = self.geometry.centre_view_index
+            low = feats[:, K + centre] if centre is not None else feats[:, -1]
         if not self.use_low_res_view:
             return enhanced
-        centre = self.geometry.centre_view_index
-        low = feats[:, K + centre] if centre is not None else feats[:, 2 * K]
         low = low.to(enhanced.dtype)
         if self.low_res_fusion == "add":
             return low + enhanced
