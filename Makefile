@@ -8,7 +8,7 @@ EXTRAS ?= dev,train,serve,eval
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all lint format demo clean
+.PHONY: setup test test-slow test-all lint format demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,12 @@ format: setup
 
 demo: setup
 	$(VENV)/bin/inf-llava demo
+
+# Side-by-side benchmarks (encoder vs the official computation, prefill vs LLaVA-NeXT, decoding vs HF Llava);
+# rewrites docs/performance.md, docs/performance.json and docs/img/performance.png. BENCH_LAYERS=24 is CLIP-L.
+BENCH_LAYERS ?= 24
+bench: setup
+	$(VENV)/bin/inf-llava bench all --layers $(BENCH_LAYERS) --output docs
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
