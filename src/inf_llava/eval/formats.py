@@ -66,6 +66,8 @@ def _resolve_shared_images(path: Path, records: list[dict[str, Any]]) -> None:
     by_index = {str(r.get("index")): r.get("image") for r in records}
     for number, record in enumerate(records):
         image = record.get("image")
+        if isinstance(image, str) and image.isdigit() and image not in by_index:
+            raise DataError(f"{path} row {number + 1}: image refers to index {image}, which is not in the file")
         if isinstance(image, str) and len(image) <= _IMAGE_REFERENCE_MAX_LEN and image in by_index:
             target = by_index[image]
             if not isinstance(target, str) or len(target) <= _IMAGE_REFERENCE_MAX_LEN:
