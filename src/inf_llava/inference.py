@@ -104,7 +104,9 @@ class InfLlavaEngine:
         content.append({"type": "text", "text": question})
         return [{"role": "user", "content": content}]
 
-    def inputs(self, conversations: Sequence[Messages | str], images: Sequence[Sequence[Image.Image]]) -> dict[str, Any]:
+    def inputs(
+        self, conversations: Sequence[Messages | str], images: Sequence[Sequence[Image.Image]]
+    ) -> dict[str, Any]:
         prompts = [self.prompt(c) for c in conversations]
         flat = [image for group in images for image in group]
         batch = self.processor(images=flat or None, text=prompts, return_tensors="pt", padding_side="left")

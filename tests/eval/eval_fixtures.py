@@ -35,6 +35,7 @@ def image_bytes(seed: int, fmt: str = "PNG") -> bytes:
 def _write_hf_parquet(rows: list[dict], features: dict, path: Path) -> Path:
     import datasets
 
+    datasets.disable_progress_bars()
     path.parent.mkdir(parents=True, exist_ok=True)
     dataset = datasets.Dataset.from_list(rows, features=datasets.Features(features))
     dataset.to_parquet(str(path))
@@ -136,7 +137,9 @@ def write_seed_official(folder: Path) -> Path:
     for number, q in enumerate(SEED_QUESTIONS):
         name = f"{1000 + number}.jpg"
         image(20 + number).save(folder / "SEED-Bench-image" / name, **JPEG)
-        questions.append({**q, "question_id": str(100 + number), "data_id": name, "data_type": "image", "segment": None})
+        questions.append(
+            {**q, "question_id": str(100 + number), "data_id": name, "data_type": "image", "segment": None}
+        )
     video = {**SEED_QUESTIONS[0], "question_id": "999", "data_id": "v.mp4", "data_type": "video", "segment": [0, 5]}
     questions.append({**video, "question_type_id": 10})
     path = folder / "SEED-Bench.json"
@@ -172,9 +175,7 @@ def write_ai2d_hub(folder: Path) -> Path:
 
     features = {**_strings("question", "answer"), "options": datasets.Sequence(datasets.Value("string"))}
     features["image"] = datasets.Image()
-    rows = [
-        {"question": q, "options": o, "answer": a, "image": image(30 + i)} for i, (q, o, a) in enumerate(AI2D_ROWS)
-    ]
+    rows = [{"question": q, "options": o, "answer": a, "image": image(30 + i)} for i, (q, o, a) in enumerate(AI2D_ROWS)]
     return _write_hf_parquet(rows, features, folder / "data" / "test-00000-of-00001.parquet")
 
 
@@ -283,6 +284,7 @@ def write_okvqa_saved(folder: Path) -> Path:
 
     features = _strings("question_id", "question", "question_type", "answer_type")
     features.update(answers=datasets.Sequence(datasets.Value("string")), image=datasets.Image())
+    datasets.disable_progress_bars()
     rows = [
         {"question_id": str(q), "question": text, "answers": a, "question_type": "other", "answer_type": "other",
          "image": image(i)}

@@ -54,7 +54,10 @@ def test_mmbench_prompts():
     assert en.build_prompt({**MMB_DOC, "hint": "Look."}) == f"Look. What is shown? {options}\n\n{LETTER}"
     assert en.build_prompt({**MMB_DOC, "hint": "nan"}) == f"What is shown? {options}\n\n{LETTER}"
     # CN: the English options header, and only a null hint is skipped (a literal "nan" is printed).
-    assert cn.build_prompt({**MMB_DOC, "hint": "nan"}) == f"nan What is shown? {options}\n\n请直接使用所提供的选项字母作为答案回答。"
+    assert (
+        cn.build_prompt({**MMB_DOC, "hint": "nan"})
+        == f"nan What is shown? {options}\n\n请直接使用所提供的选项字母作为答案回答。"
+    )
     assert en.build_prompt({**MMB_DOC, "E": "bird"}).endswith("B. dog\nE. bird\n\n" + LETTER)
     assert en.max_new_tokens == 1024 and cn.max_new_tokens == 256
 
@@ -228,8 +231,8 @@ def test_eval_prompt_matches_lmms_eval_llava_wrapper():
     template = get_template("llama3")
     one = render_eval_prompt(template, "What is this?", 1)
     assert one == (
-        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nA chat between a curious user and an artificial "
-        "intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nA chat between a curious user and an "
+        "artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."
         "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat is this?<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )

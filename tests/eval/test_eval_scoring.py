@@ -150,7 +150,9 @@ def test_mmbench_judge_prompt_matches_upstream():
     assert mcq.contiguous_options(item) == evaluator.extract_options(item) == ["teddy", "cat"]
     options = mcq.judge_options_string(["teddy", "cat"])
     assert options == evaluator.build_option_str(["teddy", "cat"])
-    assert mcq.judge_prompt("What {is} it", options, "a bear") == evaluator.build_prompt("What {is} it", options, "a bear")
+    assert mcq.judge_prompt("What {is} it", options, "a bear") == evaluator.build_prompt(
+        "What {is} it", options, "a bear"
+    )
 
 
 # ---- MMMU --------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ functions are compiled straight from the installed source file (nothing is copie
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import re
 from pathlib import Path
@@ -33,6 +34,7 @@ def functions(relative_path: str, names: set[str]) -> dict[str, Any]:
     return namespace
 
 
+@functools.cache
 def mmmu() -> dict[str, Any]:
     return functions(
         "tasks/mmmu/utils.py",
@@ -48,12 +50,14 @@ def mmmu() -> dict[str, Any]:
     )
 
 
+@functools.cache
 def evalai_processor():
     from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
 
     return EvalAIAnswerProcessor()
 
 
+@functools.cache
 def mmbench_evaluator():
     from lmms_eval.tasks.mmbench.mmbench_evals import MMBench_Evaluator
 

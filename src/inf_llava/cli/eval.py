@@ -40,6 +40,7 @@ def _add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--judge-url", default=None, help="base URL of an OpenAI-compatible API, e.g. .../v1")
     group.add_argument("--judge-model", default=DEFAULT_JUDGE_MODEL, help="judge model name")
     group.add_argument("--judge-api-key-env", default=DEFAULT_KEY_ENV, help="environment variable with the API key")
+    group.add_argument("--judge-max-retries", type=int, default=5, help="retries per request (with back-off)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +74,8 @@ def _judge(args: argparse.Namespace):
         return None
     from ..eval.judge_client import JudgeConfig, OpenAIJudge
 
-    return OpenAIJudge(JudgeConfig(args.judge_url, args.judge_model, args.judge_api_key_env))
+    config = JudgeConfig(args.judge_url, args.judge_model, args.judge_api_key_env, max_retries=args.judge_max_retries)
+    return OpenAIJudge(config)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -119,7 +119,9 @@ def select_files(folder: Path, benchmark: Benchmark, split: str | None, notes: l
         chosen = narrowed or chosen
     suffixes = {f.suffix for f in chosen}
     if len(suffixes) > 1:
-        raise DataError(f"{folder}: mixed file types for one split ({', '.join(_names(folder, chosen))}); pass one file")
+        raise DataError(
+            f"{folder}: mixed file types for one split ({', '.join(_names(folder, chosen))}); pass one file"
+        )
     return chosen
 
 

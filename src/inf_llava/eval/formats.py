@@ -50,7 +50,10 @@ def read_tsv(path: Path) -> list[RawRow]:
         frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: not a readable TSV ({' '.join(str(exc).split())})") from None
-    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    records = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
     if "index" in frame.columns:
         for number, record in enumerate(records):
             try:

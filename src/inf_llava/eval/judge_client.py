@@ -39,9 +39,7 @@ class OpenAIJudge:
                 "(set it, or name another variable with --judge-api-key-env)"
             )
         self.config = config
-        self.client = OpenAI(
-            base_url=config.url, api_key=key, timeout=config.timeout, max_retries=config.max_retries
-        )
+        self.client = OpenAI(base_url=config.url, api_key=key, timeout=config.timeout, max_retries=config.max_retries)
 
     def chat(self, messages: list[dict[str, str]], *, temperature: float, max_tokens: int) -> tuple[str, str]:
         """One completion: ``(stripped reply, model name the server reports)``."""

@@ -3,7 +3,7 @@ needs it, score, and write everything next to each other.
 
 Output folder::
 
-    run.json          what produced the predictions (benchmark, model, template, max_new_tokens): a resumed run must match
+    run.json          what made the predictions (benchmark, model, template, max_new_tokens): a resumed run must match
     predictions.jsonl {"key", "prediction", "finish_reason", ...} per sample, in dataset order
     reviews.jsonl     LLaVA-Bench only: the judge's raw review per sample (resumable as well)
     results.jsonl     per-sample scoring (parsed answers, correctness)
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,9 @@ def generate_predictions(
     todo = [s for s in context.shard(data.samples) if s.key not in done]
     template = get_template(engine.template)
     generation = GenerationSettings(max_new_tokens=max_new_tokens)
-    label = benchmark.name if not context.distributed else f"{benchmark.name} [rank {context.rank}/{context.world_size}]"
+    label = (
+        benchmark.name if not context.distributed else f"{benchmark.name} [rank {context.rank}/{context.world_size}]"
+    )
     bar = tqdm(total=len(todo), desc=label, unit="sample", disable=not (settings.progress and context.is_main))
     with JsonlAppender(own) as writer, bar:
         for start in range(0, len(todo), settings.batch_size):
@@ -326,7 +328,9 @@ def score_predictions(
             if aggregate["missing_reviews"] == len(results):
                 aggregate["score"] = None
     if results_path is not None:
-        lines = "".join(json.dumps({"key": k, **r}, ensure_ascii=False, default=str) + "\n" for k, r in zip(keys, results))
+        lines = "".join(
+            json.dumps({"key": k, **r}, ensure_ascii=False, default=str) + "\n" for k, r in zip(keys, results)
+        )
         atomic_write_text(results_path, lines)
     return {
         "benchmark": benchmark.name,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ...jsonl import read_jsonl
 from ..base import Benchmark, HubSource, OfficialRows, RawRow, require_results
-from ..scoring.judge import RULE_CATEGORIES, PARSE_FAILURE, parse_score, relative_score, review_content
+from ..scoring.judge import PARSE_FAILURE, RULE_CATEGORIES, parse_score, relative_score, review_content
 
 
 class LlavaBenchWild(Benchmark):

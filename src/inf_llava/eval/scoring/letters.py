@@ -22,7 +22,9 @@ def option_letters(count: int) -> list[str]:
     return [chr(ord("A") + i) for i in range(count)]
 
 
-def exact_match(prediction: str, reference: str, *, ignore_case: bool = False, ignore_punctuation: bool = False) -> bool:
+def exact_match(
+    prediction: str, reference: str, *, ignore_case: bool = False, ignore_punctuation: bool = False
+) -> bool:
     """HF ``evaluate``'s ``exact_match`` for one pair: lower-case, then delete ``string.punctuation``; no strip."""
     if ignore_case:
         prediction, reference = prediction.lower(), reference.lower()
