@@ -232,7 +232,8 @@ def test_eval_prompt_matches_lmms_eval_llava_wrapper():
     one = render_eval_prompt(template, "What is this?", 1)
     assert one == (
         "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nA chat between a curious user and an "
-        "artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."
+        "artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's "
+        "questions."
         "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat is this?<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
