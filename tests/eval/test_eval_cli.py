@@ -83,6 +83,13 @@ def test_resume_keeps_rows_and_drops_a_torn_line(tiny_model_dir, tmp_path, capsy
     assert resumed[0]["prediction"] == "B" and json.dumps(resumed[1]) + "\n" == first.splitlines(True)[1]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["scored"] == 3 and metrics["correct"] >= 1  # the marker row "B" is right
+    # Rank files left by an interrupted 2-process run count as done for a single-process resume, then merge away.
+    (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in resumed[:1]))
+    (out / "predictions.rank1-of-2.jsonl").write_text(json.dumps({**resumed[1], "prediction": "D"}) + "\n")
+    assert _run(base, capsys)[0] == 0
+    final = _lines(out / "predictions.jsonl")
+    assert [r["prediction"] for r in final[:2]] == ["B", "D"] and final[2] == resumed[2]
+    assert sorted(p.name for p in out.glob("predictions*")) == ["predictions.jsonl"]
     # A different configuration may not write into the same folder.
     code, captured = _run([*base[:-3], "--max-new-tokens", 5, "--no-progress"], capsys)
     assert code == 2

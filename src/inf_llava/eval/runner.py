@@ -142,9 +142,11 @@ def generate_predictions(
 
     benchmark = data.benchmark
     own = part_path(out, context)
-    done = completed_keys(own, key="key")
-    if context.distributed:
-        done |= completed_keys(out / PREDICTIONS_FILE, key="key")
+    done = completed_keys(own, key="key")  # also drops a torn last line of this rank's own file
+    for other in _prediction_files(out):  # merged rows, and rank files left by a run with another process count
+        match = _PART.match(other.name)
+        if other != own and (match is None or int(match.group(2)) != context.world_size):
+            done |= _keys(other)
     todo = [s for s in context.shard(data.samples) if s.key not in done]
     template = get_template(engine.template)
     generation = GenerationSettings(max_new_tokens=max_new_tokens)
@@ -178,6 +180,28 @@ def _prompt(benchmark: Benchmark, sample: Sample) -> str:
         raise DataError(f"{sample.origin}: cannot build the prompt ({type(exc).__name__}: {exc})") from None
 
 
+def _prediction_files(out: Path) -> list[Path]:
+    """``predictions.jsonl`` then the rank files, by (rank, world size): the order in which rows take precedence."""
+    parts = sorted(
+        (p for p in out.iterdir() if _PART.match(p.name)), key=lambda p: tuple(map(int, _PART.match(p.name).groups()))
+    )
+    merged = out / PREDICTIONS_FILE
+    return ([merged] if merged.is_file() else []) + parts
+
+
+def _keys(path: Path) -> set[str]:
+    """Keys of a predictions file without modifying it (a torn last line, still being written, is ignored)."""
+    keys = set()
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "key" in row:
+            keys.add(str(row["key"]))
+    return keys
+
+
 def _clean_rows(path: Path) -> list[dict[str, Any]]:
     completed_keys(path, key="key")  # drops a torn last line left by a crash
     rows = []
@@ -192,11 +216,10 @@ def merge_predictions(out: Path, data: EvalData) -> dict[str, dict[str, Any]]:
     """Fold the rank files into ``predictions.jsonl`` (first occurrence of a key wins), in dataset order, and
     delete them. Rows of keys outside the current samples (an earlier run without ``--limit``) are kept, last."""
     merged_path = out / PREDICTIONS_FILE
-    parts = sorted(
-        (p for p in out.iterdir() if _PART.match(p.name)), key=lambda p: tuple(map(int, _PART.match(p.name).groups()))
-    )
+    files = _prediction_files(out)
+    parts = [p for p in files if p != merged_path]
     rows: dict[str, dict[str, Any]] = {}
-    for path in ([merged_path] if merged_path.is_file() else []) + parts:
+    for path in files:
         for row in _clean_rows(path):
             rows.setdefault(str(row["key"]), row)
     sample_keys = [s.key for s in data.samples]
