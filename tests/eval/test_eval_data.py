@@ -99,6 +99,8 @@ def test_scienceqa_problems_json(tmp_path):
 
 def test_okvqa_official_files(tmp_path):
     fx.write_okvqa_official(tmp_path)
+    for name in ("OpenEnded_mscoco_train2014_questions.json", "mscoco_train2014_annotations.json"):
+        (tmp_path / name).write_text('{"data_subtype": "train2014", "questions": [], "annotations": []}')
     for data_arg in (tmp_path, tmp_path / "OpenEnded_mscoco_val2014_questions.json"):
         data = load_eval_data(get_benchmark("okvqa"), data_arg)
         doc = data.samples[0].doc

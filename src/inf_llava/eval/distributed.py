@@ -69,12 +69,13 @@ def shutdown_distributed() -> None:
 
 
 def device_for_rank(requested: str | None, context: DistContext) -> str | None:
-    """An explicit ``--device`` wins; otherwise each rank of a multi-GPU launch takes ``cuda:<local_rank>``."""
+    """An explicit ``--device`` wins; otherwise each rank of a multi-GPU launch takes ``cuda:<local_rank>`` (ranks
+    share GPUs round-robin when there are more processes than devices)."""
     if requested is not None or not context.distributed:
         return requested
     import torch
 
-    return f"cuda:{context.local_rank}" if torch.cuda.is_available() else None
+    return f"cuda:{context.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else None
 
 
 __all__ = ["DistContext", "device_for_rank", "init_distributed", "shutdown_distributed"]

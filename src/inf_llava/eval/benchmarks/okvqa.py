@@ -59,18 +59,18 @@ class OKVQA(Benchmark):
         (``path`` is either file or their folder) and COCO images ``COCO_val2014_<12-digit id>.jpg`` in
         ``val2014/`` next to them (or ``--image-root``)."""
         folder = path if path.is_dir() else path.parent
-        questions_file = _one(folder, "*questions*.json") if path.is_dir() else path
+        questions_file = _one(folder, "*questions*.json", split or self.hub.split) if path.is_dir() else path
         if questions_file is None or questions_file.suffix != ".json":
             return None
         questions_data = json.loads(questions_file.read_text(encoding="utf-8"))
         if not isinstance(questions_data, dict) or "questions" not in questions_data:
             return None
-        annotations_file = _one(folder, "*annotations*.json")
+        subtype = str(questions_data.get("data_subtype", "val2014"))
+        annotations_file = _one(folder, "*annotations*.json", subtype)
         if annotations_file is None:
             raise ValueError(f"{questions_file}: no *annotations*.json next to it to take the answers from")
         annotations_data = json.loads(annotations_file.read_text(encoding="utf-8"))
         answers = {a["question_id"]: a for a in annotations_data.get("annotations", [])}
-        subtype = questions_data.get("data_subtype", "val2014")
         root = image_root or (folder / subtype if (folder / subtype).is_dir() else folder)
         rows = []
         for number, question in enumerate(questions_data["questions"]):
@@ -86,8 +86,11 @@ class OKVQA(Benchmark):
         return OfficialRows(rows)
 
 
-def _one(folder: Path, pattern: str) -> Path | None:
+def _one(folder: Path, pattern: str, subset: str) -> Path | None:
+    """The file matching ``pattern``; among several (train2014 and val2014 side by side), the one naming ``subset``."""
     found = sorted(folder.glob(pattern))
+    if len(found) > 1:
+        found = [p for p in found if subset in p.name] or found
     if len(found) > 1:
         raise ValueError(f"{folder}: several files match {pattern} ({', '.join(p.name for p in found)}); pass one")
     return found[0] if found else None
