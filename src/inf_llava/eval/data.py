@@ -71,8 +71,8 @@ def load_eval_data(
     if not path.exists():
         if not _HUB_ID.match(str(data)):
             raise DataError(f"{data}: no such file or directory")
-        hub = benchmark.hub
-        rows = read_hub(str(data), hub.config if str(data) == hub.path else None, split or hub.split)
+        hub = benchmark.hub  # mirrors (e.g. lmms-lab-encoder/...) use the same config names
+        rows = read_hub(str(data), hub.config, split or hub.split)
     else:
         official = benchmark.load_official(path, split=split, image_root=root)
         if official is not None:
