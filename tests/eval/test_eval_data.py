@@ -1,6 +1,5 @@
 """Loading the benchmarks from their distributed formats, and one-line errors for bad inputs."""
 
-import json
 
 import eval_fixtures as fx
 import numpy as np
@@ -137,41 +136,48 @@ def test_limit_and_image_root(tmp_path):
     assert relocated.samples[0].images()[0].size == (30, 20)
 
 
-def test_bad_inputs_give_one_line_errors(tmp_path):
-    bench = get_benchmark("okvqa")
-    with pytest.raises(DataError, match="nope.jsonl: no such file or directory"):
-        load_eval_data(bench, tmp_path / "nope.jsonl")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q", "answers": ["a"], "question_id": 1}\n{"question": \n')
-    with pytest.raises(DataError, match=r"bad.jsonl line 2: invalid JSON"):
-        load_eval_data(bench, bad)
-    missing = tmp_path / "missing.jsonl"
-    missing.write_text('{"question_id": 1, "question": "q"}\n')
-    with pytest.raises(DataError, match=r"missing.jsonl line 1: missing field 'answers'"):
-        load_eval_data(bench, missing)
-    dup = tmp_path / "dup.jsonl"
-    dup.write_text('{"question_id": 1, "question": "q", "answers": []}\n' * 2)
-    with pytest.raises(DataError, match=r"dup.jsonl line 2: duplicate id '1' \(first at .*dup.jsonl line 1\)"):
-        load_eval_data(bench, dup)
-    mixed = tmp_path / "mixed.jsonl"
-    mixed.write_text('{"question_id": 1, "question": "q", "answers": []}\n{"question": "q", "answers": []}\n')
-    with pytest.raises(DataError, match=r"mixed.jsonl line 2: no 'question_id'"):
-        load_eval_data(bench, mixed)
-    text = tmp_path / "data.txt"
-    text.write_text("x")
-    with pytest.raises(DataError, match="unsupported file type"):
-        load_eval_data(bench, text)
-    noimage = tmp_path / "noimage.jsonl"
-    noimage.write_text(json.dumps({"question_id": 1, "question": "q", "answers": [], "image": "gone.jpg"}) + "\n")
-    with pytest.raises(ImageError, match=r"noimage.jsonl line 1: image 'gone.jpg' is neither a file under"):
-        load_eval_data(bench, noimage).samples[0].images()
-    corrupt = tmp_path / "corrupt.jsonl"
+ROW = '{"question_id": 1, "question": "q", "answers": []}\n'
+BAD_INPUTS = [
+    # (file name, content, error type, message pattern, whether the error comes when opening the images)
+    ("nope.jsonl", None, DataError, r"nope.jsonl: no such file or directory", False),
+    ("bad.jsonl", ROW + '{"question": \n', DataError, r"bad.jsonl line 2: invalid JSON", False),
+    ("missing.jsonl", '{"question_id": 1, "question": "q"}\n', DataError, r"line 1: missing field 'answers'", False),
+    ("dup.jsonl", ROW * 2, DataError, r"dup.jsonl line 2: duplicate id '1' \(first at .*dup.jsonl line 1\)", False),
+    ("mixed.jsonl", ROW + '{"question": "q", "answers": []}\n', DataError, r"line 2: no 'question_id'", False),
+    ("data.txt", "x", DataError, "unsupported file type", False),
+    (
+        "gone.jsonl",
+        ROW[:-2] + ', "image": "gone.jpg"}\n',
+        ImageError,
+        r"line 1: image 'gone.jpg' is neither a file",
+        True,
+    ),
+    (
+        "bad_image.jsonl",
+        ROW[:-2] + ', "image": "c.jpg"}\n',
+        ImageError,
+        r"line 1: image .*c.jpg: not a recognised",
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize("name, content, error, pattern, on_images", BAD_INPUTS)
+def test_bad_inputs_give_one_line_errors(tmp_path, name, content, error, pattern, on_images):
     (tmp_path / "c.jpg").write_bytes(b"not a jpeg")
-    corrupt.write_text(json.dumps({"question_id": 1, "question": "q", "answers": [], "image": "c.jpg"}) + "\n")
-    with pytest.raises(ImageError, match=r"corrupt.jsonl line 1: image .*c.jpg: not a recognised image format"):
-        load_eval_data(bench, corrupt).samples[0].images()
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    with pytest.raises(error, match=pattern) as info:
+        data = load_eval_data(get_benchmark("okvqa"), tmp_path / name)
+        if on_images:
+            data.samples[0].images()
+    assert "\n" not in str(info.value)
+
+
+def test_limit_must_be_positive(tmp_path):
+    (tmp_path / "d.jsonl").write_text(ROW)
     with pytest.raises(ValueError, match="--limit must be >= 1"):
-        load_eval_data(bench, dup, limit=0)
+        load_eval_data(get_benchmark("okvqa"), tmp_path / "d.jsonl", limit=0)
 
 
 def test_tsv_dangling_image_reference(tmp_path):
