@@ -1,6 +1,5 @@
 """Loading the benchmarks from their distributed formats, and one-line errors for bad inputs."""
 
-
 import eval_fixtures as fx
 import numpy as np
 import pyarrow as pa
