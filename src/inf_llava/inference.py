@@ -91,7 +91,11 @@ class InfLlavaEngine:
         return next(self.model.parameters()).device
 
     # ---- prompts -------------------------------------------------------------------------------------------------
-    def prompt(self, messages: Messages) -> str:
+    def prompt(self, messages: Messages | str) -> str:
+        """The rendered prompt of a conversation. A string is taken as already rendered, so harnesses that must
+        match another tool's prompt byte for byte (evaluation) can pass their own."""
+        if isinstance(messages, str):
+            return messages
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, template=self.template)
 
     @staticmethod
@@ -100,7 +104,9 @@ class InfLlavaEngine:
         content.append({"type": "text", "text": question})
         return [{"role": "user", "content": content}]
 
-    def inputs(self, conversations: Sequence[Messages], images: Sequence[Sequence[Image.Image]]) -> dict[str, Any]:
+    def inputs(
+        self, conversations: Sequence[Messages | str], images: Sequence[Sequence[Image.Image]]
+    ) -> dict[str, Any]:
         prompts = [self.prompt(c) for c in conversations]
         flat = [image for group in images for image in group]
         batch = self.processor(images=flat or None, text=prompts, return_tensors="pt", padding_side="left")
@@ -126,7 +132,7 @@ class InfLlavaEngine:
     @torch.inference_mode()
     def complete(
         self,
-        conversations: Sequence[Messages],
+        conversations: Sequence[Messages | str],
         images: Sequence[Sequence[Image.Image]],
         settings: GenerationSettings | None = None,
     ) -> list[Completion]:
