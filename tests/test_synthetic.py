@@ -26,7 +26,7 @@ def test_base_view_equals_the_models_low_resolution_view():
     import torch.nn.functional as F
 
     scene = sample_scene(random.Random(1), "detail", 96, 3)
-    pixels = torch.from_numpy(np.asarray(render(scene))).permute(2, 0, 1)[None].float()
+    pixels = torch.from_numpy(np.array(render(scene))).permute(2, 0, 1)[None].float()
     low = F.interpolate(pixels, size=(32, 32), mode="bicubic", align_corners=False)
     assert torch.equal(low[0].permute(1, 2, 0), torch.from_numpy(base_view(render(scene), 3)).float())
 

@@ -54,6 +54,7 @@ def run(
     seed: int = 0,
     compare_fp32: bool = True,
     lm_width: int = 4096,
+    peak_shapes: list[tuple[int, int, int]] | None = None,
     **vision_overrides: Any,
 ) -> dict:
     torch_dtype = DTYPES[dtype]
@@ -85,7 +86,7 @@ def run(
     views = geo.num_crops + 1 if ours.centre_only else ours.views(pixels).shape[1]
     flops = encoder_flops(config, views=views, layers=config.num_tower_layers, centre_only=ours.centre_only)
     reference_flops = encoder_flops(config, views=2 * geo.num_crops + 1, layers=layers, centre_only=False)
-    peak = matmul_peak_gflops(torch_dtype)
+    peak = matmul_peak_gflops(torch_dtype, shapes=peak_shapes)
     achieved = flops["total"] / ours_s / 1e9
     result: dict[str, Any] = {
         "bench": "encode",
