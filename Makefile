@@ -5,10 +5,14 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch that this machine serves from local disk; the package itself only asks for a range.
 TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= dev,train,serve,eval
+# lmms-eval for the plugin tests and upstream-parity tests of the scorers: installed without its ~60 dependencies
+# (they would replace torch); these few are what it imports. 0.6.1 is the newest release that runs with filelock 4.
+LMMS_EVAL_PIN ?= lmms-eval==0.6.1
+LMMS_EVAL_DEPS ?= loguru pytz sacrebleu evaluate tenacity pytablewriter
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all lint format demo clean browser screenshot loadtest
+.PHONY: setup test test-slow test-all lint format demo bench clean browser screenshot loadtest
 
 setup: $(VENV)/.installed
 
@@ -17,6 +21,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q --no-deps "$(LMMS_EVAL_PIN)"
+	$(PY) -m pip install -q $(LMMS_EVAL_DEPS) "$(TORCH_PIN)"
 	touch $@
 
 test: setup browser
@@ -53,6 +59,12 @@ format: setup
 
 demo: setup
 	$(VENV)/bin/inf-llava demo
+
+# Side-by-side benchmarks (encoder vs the official computation, prefill vs LLaVA-NeXT, decoding vs HF Llava);
+# rewrites docs/performance.md, docs/performance.json and docs/img/performance.png. BENCH_LAYERS=24 is CLIP-L.
+BENCH_LAYERS ?= 24
+bench: setup
+	$(VENV)/bin/inf-llava bench all --layers $(BENCH_LAYERS) --output docs
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -57,6 +57,10 @@ def test_config_validation_messages():
         InfLlavaConfig(image_token_id=99999999)
     with pytest.raises(ValueError, match="grid"):
         InfLlavaConfig(grid=[3, 0])
+    with pytest.raises(ValueError, match="perspectives must be one of"):
+        InfLlavaConfig(perspectives="diagonal")
+    with pytest.raises(ValueError, match="use_low_res_view must be True"):
+        InfLlavaConfig(perspectives="none", use_low_res_view=False)
 
 
 def test_config_round_trip(tmp_path):

@@ -33,6 +33,8 @@ PROJECTOR_TYPE = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 DEM_POOLING = ("bilinear", "avg")
 LOW_RES_FUSION = ("mean", "add")
 FEATURE_SELECT = ("patch",)
+PERSPECTIVES = ("both", "local", "global", "none")
+PERSPECTIVE_FUSION = ("dem", "add")
 DEM_ATTENTION = ("sdpa", "eager")
 
 
@@ -56,6 +58,10 @@ class InfLlavaConfig(PreTrainedConfig):
         dem_layer_norm_eps: epsilon of the two DEM LayerNorms.
         dem_attn_implementation: ``"sdpa"`` (fused kernel) or ``"eager"`` (the official op order, for bit parity).
         projector_type: ``"mlp2x_gelu"`` (official), ``"mlpNx_gelu"`` or ``"linear"``.
+        perspectives: which DCM perspectives feed the high-resolution branch: ``"both"`` (INF-LLaVA), ``"local"``
+            tiles only, ``"global"`` strided views only, or ``"none"`` (the low-resolution view alone, LLaVA-1.5
+            style). The paper's Table 6 ablations.
+        perspective_fusion: with both perspectives, ``"dem"`` (INF-LLaVA) or ``"add"`` (element-wise sum, no DEM).
         image_token_id: vocabulary id whose slots receive image features.
         tie_word_embeddings: tie ``lm_head`` to the input embeddings.
     """
@@ -81,6 +87,8 @@ class InfLlavaConfig(PreTrainedConfig):
     dem_layer_norm_eps: float = 1e-5
     dem_attn_implementation: str = "sdpa"
     projector_type: str = "mlp2x_gelu"
+    perspectives: str = "both"
+    perspective_fusion: str = "dem"
     image_token_id: int | None = None
     tie_word_embeddings: bool = False
 
@@ -103,6 +111,10 @@ class InfLlavaConfig(PreTrainedConfig):
         _check_choice("low_res_fusion", self.low_res_fusion, LOW_RES_FUSION)
         _check_choice("vision_feature_select_strategy", self.vision_feature_select_strategy, FEATURE_SELECT)
         _check_choice("dem_attn_implementation", self.dem_attn_implementation, DEM_ATTENTION)
+        _check_choice("perspectives", self.perspectives, PERSPECTIVES)
+        _check_choice("perspective_fusion", self.perspective_fusion, PERSPECTIVE_FUSION)
+        if self.perspectives == "none" and not self.use_low_res_view:
+            raise ValueError("perspectives='none' keeps only the low-resolution view; use_low_res_view must be True")
         if not PROJECTOR_TYPE.match(str(self.projector_type)):
             raise ValueError(
                 f"unknown projector_type {self.projector_type!r}; expected 'linear' or 'mlp<N>x_gelu' (e.g. mlp2x_gelu)"
@@ -129,7 +141,8 @@ class InfLlavaConfig(PreTrainedConfig):
 
     @property
     def num_views(self) -> int:
-        """Views per image in the official computation: ``2 * n_h * n_w`` sub-images plus the low-resolution view."""
+        """Views per image in the official computation: ``2 * n_h * n_w`` sub-images plus the low-resolution view
+        (the model encodes fewer: only those that reach the output)."""
         return 2 * self.geometry.num_crops + int(self.use_low_res_view)
 
     @property

@@ -112,7 +112,11 @@ class InfLlavaEngine:
         return getattr(self.model.config.text_config, "max_position_embeddings", None)
 
     # ---- prompts -------------------------------------------------------------------------------------------------
-    def prompt(self, messages: Messages) -> str:
+    def prompt(self, messages: Messages | str) -> str:
+        """The rendered prompt of a conversation. A string is taken as already rendered, so harnesses that must
+        match another tool's prompt byte for byte (evaluation) can pass their own."""
+        if isinstance(messages, str):
+            return messages
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, template=self.template)
 
     @staticmethod
@@ -121,11 +125,13 @@ class InfLlavaEngine:
         content.append({"type": "text", "text": question})
         return [{"role": "user", "content": content}]
 
-    def prompt_length(self, messages: Messages) -> int:
+    def prompt_length(self, messages: Messages | str) -> int:
         """Tokens of the rendered prompt, image slots included (cheap: no image processing)."""
         return len(self.processor.encode(self.prompt(messages)).input_ids)
 
-    def inputs(self, conversations: Sequence[Messages], images: Sequence[Sequence[Image.Image]]) -> dict[str, Any]:
+    def inputs(
+        self, conversations: Sequence[Messages | str], images: Sequence[Sequence[Image.Image]]
+    ) -> dict[str, Any]:
         """Left-padded model inputs; raises ValueError for a prompt longer than the LM's context."""
         prompts = [self.prompt(c) for c in conversations]
         flat = [image for group in images for image in group]
@@ -182,7 +188,7 @@ class InfLlavaEngine:
     @torch.inference_mode()
     def complete(
         self,
-        conversations: Sequence[Messages],
+        conversations: Sequence[Messages | str],
         images: Sequence[Sequence[Image.Image]],
         settings: GenerationSettings | None = None,
     ) -> list[Completion]:

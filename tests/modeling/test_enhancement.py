@@ -22,11 +22,13 @@ def _rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+SHAPES = [(64, 4, 3, 6), (32, 2, 1, 4), (48, 6, 5, 10), (64, 8, 3, 5), (32, 4, 2, 4)]
+
+
 @pytest.mark.parametrize(
-    "dim,heads,n,p",
-    [(1024, 8, 3, 24), (64, 4, 3, 6), (32, 2, 1, 4), (48, 6, 5, 10), (64, 8, 3, 5), (32, 4, 2, 4)],
+    "dim,heads,n,p,impl",
+    [(1024, 8, 3, 24, "sdpa")] + [(*shape, impl) for shape in SHAPES for impl in ("sdpa", "eager")],
 )
-@pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_batched_dem_equals_per_window_loop(dim, heads, n, p, impl):
     ref = _pair(dim, heads)
     dem = DualPerspectiveEnhancement(dim, n, heads, attn_implementation=impl).eval()

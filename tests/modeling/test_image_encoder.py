@@ -57,7 +57,9 @@ def test_one_batched_tower_call_and_no_base_view_for_odd_grid(tiny_tokenizer):
     with torch.no_grad():
         model.get_image_features(torch.randn(3, 3, 72, 72))
     hook.remove()
-    assert batches == [3 * 18]  # 9 tiles + 9 strided views per image, the base view is strided view (1, 1)
+    # 9 tiles + the centre strided view per image: the base view is strided view (1, 1), and the DEM's bilinear
+    # pick never reads the other 8 strided views.
+    assert batches == [3 * 10]
 
 
 def test_base_view_is_the_centre_strided_view():
@@ -77,8 +79,11 @@ def test_other_grids_and_pooling_encode(tiny_tokenizer, grid, pooling):
     config = tiny_config(tiny_tokenizer, grid=list(grid), dem_pooling=pooling)
     model = InfLlavaForConditionalGeneration(config).eval()
     views = model.image_encoder.views(torch.randn(1, 3, *config.high_res_size))
-    extra = 0 if config.geometry.centre_view_index is not None else 1
-    assert views.shape[1] == 2 * grid[0] * grid[1] + extra
+    K = grid[0] * grid[1]
+    if model.image_encoder.centre_only:
+        assert views.shape[1] == K + 1
+    else:
+        assert views.shape[1] == 2 * K + (0 if config.geometry.centre_view_index is not None else 1)
     with torch.no_grad():
         feats = model.get_image_features(torch.randn(2, 3, *config.high_res_size))
     assert feats.shape == (2, config.tokens_per_image, config.text_config.hidden_size)
@@ -104,22 +109,63 @@ def test_low_res_view_options(tiny_tokenizer):
     pixels = torch.randn(1, 3, 72, 72)
     enc = base.image_encoder
     with torch.no_grad():
-        feats = enc.view_features(enc.views(pixels))
-        dem = enc.dem(feats[:, :9], feats[:, 9:18])
-        mean = enc.enhanced_features(pixels)
-        assert torch.allclose(mean, (dem + feats[:, 9 + 4]) / 2, atol=1e-6)
-        enc.low_res_fusion = "add"
-        assert torch.allclose(enc.enhanced_features(pixels), dem + feats[:, 13], atol=1e-6)
-        enc.use_low_res_view = False
-        assert torch.allclose(enc.enhanced_features(pixels), dem, atol=1e-6)
+        feats = enc.view_features(enc.views(pixels))  # 9 tiles + centre strided view
+        dem = enc.dem.forward_centre(feats[:, :9], feats[:, 9])
+        assert torch.allclose(enc.enhanced_features(pixels), (dem + feats[:, 9]) / 2, atol=1e-6)
+        for overrides, expected in (({"low_res_fusion": "add"}, dem + feats[:, 9]), ({"use_low_res_view": False}, dem)):
+            variant = InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer, **overrides)).eval()
+            variant.load_state_dict(base.state_dict())
+            assert torch.allclose(variant.image_encoder.enhanced_features(pixels), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "perspectives,fusion,views",
+    [("none", "dem", 1), ("local", "dem", 10), ("global", "dem", 9), ("both", "add", 18), ("both", "dem", 10)],
+)
+def test_ablation_variants(tiny_tokenizer, perspectives, fusion, views):
+    import torch.nn.functional as F
+
+    from inf_llava import global_crops, local_crops, merge_global, merge_local
+
+    torch.manual_seed(0)
+    config = tiny_config(tiny_tokenizer, perspectives=perspectives, perspective_fusion=fusion)
+    model = InfLlavaForConditionalGeneration(config).eval()
+    enc = model.image_encoder
+    assert (enc.dem is not None) == (perspectives == "both" and fusion == "dem")
+    pixels = torch.randn(2, 3, 72, 72)
+    assert enc.views(pixels).shape[1] == views
+    with torch.no_grad():
+        out = enc.enhanced_features(pixels)
+        # straightforward recomputation: every view separately
+        tiles, strided = local_crops(pixels, 3), global_crops(pixels, 3)
+        encode = lambda v: enc.view_features(v.unsqueeze(1))[:, 0]  # noqa: E731
+        low = encode(pixels[:, :, 1::3, 1::3])
+        local = torch.stack([encode(tiles[:, k]) for k in range(9)], 1).reshape(2, 9, 6, 6, 32)
+        glob = torch.stack([encode(strided[:, k]) for k in range(9)], 1).reshape(2, 9, 6, 6, 32)
+        pool = lambda m: F.avg_pool2d(m.permute(0, 3, 1, 2), 3).permute(0, 2, 3, 1).reshape(2, 36, 32)  # noqa: E731
+        maps = {
+            "local": merge_local(local, 3, channels_last=True),
+            "global": merge_global(glob, 3, channels_last=True),
+        }
+        if perspectives == "none":
+            expected = low
+        elif fusion == "add":
+            expected = (low + pool(maps["local"] + maps["global"])) / 2
+        elif perspectives == "both":
+            expected = (low + enc.dem(local.reshape(2, 9, 36, 32), glob.reshape(2, 9, 36, 32))) / 2
+        else:
+            expected = (low + pool(maps[perspectives])) / 2
+    assert torch.allclose(out, expected, atol=1e-5)
+    with torch.no_grad():
+        assert model.get_image_features(pixels).shape == (2, 36, 64)
 
 
 def test_frozen_tower_builds_no_graph(tiny_model):
     model = tiny_model.train()
     for p in model.image_encoder.vision_tower.parameters():
         p.requires_grad_(False)
-    feats = model.image_encoder.view_features(torch.randn(1, 18, 3, 24, 24))
+    feats = model.image_encoder.view_features(torch.randn(1, 10, 3, 24, 24))
     assert not feats.requires_grad
     for p in model.image_encoder.vision_tower.parameters():
         p.requires_grad_(True)
-    assert model.image_encoder.view_features(torch.randn(1, 18, 3, 24, 24)).requires_grad
+    assert model.image_encoder.view_features(torch.randn(1, 10, 3, 24, 24)).requires_grad

@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 from conftest import random_image
@@ -120,13 +118,13 @@ def test_two_images_in_one_prompt(tiny_model, tiny_processor, images):
         tiny_model(**inputs)
 
 
-def test_forward_backward_is_fast(tiny_model, tiny_processor, images):
+def test_forward_backward_reaches_every_trainable_part(tiny_model, tiny_processor, images):
     model = tiny_model.train()
     inputs = _inputs(tiny_processor, images[:2], ["What is this?", "Describe."])
-    model(**inputs, labels=inputs["input_ids"]).loss.backward()  # warm-up
-    start = time.perf_counter()
     model(**inputs, labels=inputs["input_ids"]).loss.backward()
-    assert time.perf_counter() - start < 1.0
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    # the tower's post-LayerNorm feeds only CLIP's pooled output, which INF-LLaVA never uses
+    assert all("post_layernorm" in n for n in missing), missing
 
 
 def test_engine_batch_equals_single(tiny_model, tiny_processor):

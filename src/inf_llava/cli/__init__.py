@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars are noise on a terminal
+    from ..runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # large CPU tensors reuse heap pages instead of page-faulting fresh mmaps
     if os.environ.get("INF_LLAVA_DEBUG"):
         return int(args._run(args) or 0)
     try:

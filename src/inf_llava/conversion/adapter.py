@@ -22,8 +22,9 @@ def adapter_state_dict(model, dtype: torch.dtype = torch.bfloat16) -> dict[str, 
     out = {}
     for name, tensor in encoder.projector.state_dict().items():
         out[OFFICIAL_PROJECTOR_PREFIX + name] = tensor.detach().to("cpu", dtype).clone()
-    for name, tensor in encoder.dem.state_dict().items():
-        out[OFFICIAL_DEM_PREFIX + dem_key_to_official(name)] = tensor.detach().to("cpu", dtype).clone()
+    if encoder.dem is not None:  # ablation variants without a DEM export the projector alone
+        for name, tensor in encoder.dem.state_dict().items():
+            out[OFFICIAL_DEM_PREFIX + dem_key_to_official(name)] = tensor.detach().to("cpu", dtype).clone()
     return out
 
 
@@ -64,7 +65,12 @@ def load_official_adapter(model, path: str | os.PathLike) -> None:
             f"{path}: unexpected keys {sorted(unknown)[:5]} (expected mm_projector.* and spatial_embed.*)"
         )
     encoder = model.model.image_encoder
-    for module, weights, label in ((encoder.projector, projector, "mm_projector"), (encoder.dem, dem, "spatial_embed")):
+    if encoder.dem is None and dem:
+        raise ModelLoadError(f"{path}: holds DEM weights but the model has no DEM (perspective ablation variant)")
+    targets = [(encoder.projector, projector, "mm_projector")]
+    if encoder.dem is not None:
+        targets.append((encoder.dem, dem, "spatial_embed"))
+    for module, weights, label in targets:
         expected = module.state_dict()
         missing = sorted(set(expected) - set(weights))
         if missing:

@@ -18,8 +18,9 @@ The official computation (spec section 5.5), generalised to any width, heads and
 All windows of a branch go through attention in one batched call. With bilinear pooling and an odd grid (``p``
 divisible by ``n``), only the picked positions are computed: their branch-A queries are the centre strided view's
 tokens and their branch-B queries are the centre phase of ``CM`` (spec section 6, "only 576 of the 5184 fused
-positions reach the output"). That is the same function with about ``n_h * n_w`` times less attention work;
-``full=True`` runs the full-shape computation instead.
+positions reach the output"). That is the same function with about ``n_h * n_w`` times less attention work, and it
+reads only the centre strided view: the other ``K - 1`` strided views never reach the output
+(:meth:`DualPerspectiveEnhancement.forward_centre`). ``full=True`` runs the full-shape computation instead.
 """
 
 from __future__ import annotations
@@ -139,19 +140,45 @@ class DualPerspectiveEnhancement(nn.Module):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
-    @property
-    def can_pick_centre(self) -> bool:
+    def centre_only_applies(self, patches_per_side: int) -> bool:
+        """True when the output needs only the local tiles and the *centre* strided view: bilinear pooling of an odd
+        grid is an exact pick of each block's centre token, and ``p`` divisible by ``n`` keeps the picked queries
+        in whole windows (spec section 6)."""
         n_h, n_w = self.grid
-        return self.pooling == "bilinear" and n_h % 2 == 1 and n_w % 2 == 1
+        return (
+            self.pooling == "bilinear"
+            and n_h % 2 == 1
+            and n_w % 2 == 1
+            and patches_per_side % n_h == 0
+            and patches_per_side % n_w == 0
+        )
+
+    @property
+    def centre_index(self) -> int:
+        """Index ``c_h * n_w + c_w`` of the centre strided view."""
+        n_h, n_w = self.grid
+        return (n_h - 1) // 2 * n_w + (n_w - 1) // 2
 
     def forward(self, local_feats: torch.Tensor, global_feats: torch.Tensor, *, full: bool = False) -> torch.Tensor:
         """``(B, K, T, D), (B, K, T, D) -> (B, T, D)``."""
         B, K, T, D, p = self._check(local_feats, global_feats)
-        n_h, n_w = self.grid
-        if not full and self.can_pick_centre and p % n_h == 0 and p % n_w == 0:
-            return self._centre_only(local_feats, global_feats, p).reshape(B, T, D)
+        if not full and self.centre_only_applies(p):
+            return self.forward_centre(local_feats, global_feats[:, self.centre_index])
         fuse, _ = self._full_map(local_feats, global_feats, p, return_weights=False)
         return self._pool(fuse, p).reshape(B, T, D)
+
+    def forward_centre(self, local_feats: torch.Tensor, centre_feats: torch.Tensor) -> torch.Tensor:
+        """The same output from the local tiles and the centre strided view alone: ``(B, K, T, D), (B, T, D) ->
+        (B, T, D)``. The other strided views never reach the output, so they need not be encoded at all. Only valid
+        when :meth:`centre_only_applies`."""
+        B, K, T, D = local_feats.shape
+        p = math.isqrt(T)
+        if centre_feats.shape != (B, T, D) or not self.centre_only_applies(p) or K != self.grid[0] * self.grid[1]:
+            raise ValueError(
+                f"centre-only DEM needs (B, K, T, D) local and (B, T, D) centre features with an odd grid, bilinear "
+                f"pooling and p divisible by n; got {tuple(local_feats.shape)}, {tuple(centre_feats.shape)}"
+            )
+        return self._centre_only(local_feats, centre_feats.view(B, p, p, D), p).reshape(B, T, D)
 
     def attention_maps(self, local_feats: torch.Tensor, global_feats: torch.Tensor) -> EnhancementAttentions:
         """Full-shape pass returning the attention weights of both branches (for inspection and plots)."""
@@ -205,14 +232,13 @@ class DualPerspectiveEnhancement(nn.Module):
             x = F.avg_pool2d(x, kernel_size=self.grid)
         return x.permute(0, 2, 3, 1)  # (B, p, p, D)
 
-    def _centre_only(self, local_feats, global_feats, p: int) -> torch.Tensor:
+    def _centre_only(self, local_feats: torch.Tensor, centre: torch.Tensor, p: int) -> torch.Tensor:
         B, K, T, D = local_feats.shape
         n_h, n_w = self.grid
         c_h, c_w = (n_h - 1) // 2, (n_w - 1) // 2
         m_h, m_w = p // n_h, p // n_w
         grid = self.grid
-        local_views = local_feats.view(B, K, p, p, D)
-        centre = global_feats[:, c_h * n_w + c_w].view(B, p, p, D)  # strided view at the centre phase
+        local_views = local_feats.view(B, K, p, p, D)  # centre: (B, p, p, D), the strided view at the centre phase
         # S' at the picked positions: centre-view tokens, grouped by the window they fall in, query that window's
         # local tile.
         q_a = local_crops(centre, grid, channels_last=True).reshape(B * K, m_h * m_w, D)

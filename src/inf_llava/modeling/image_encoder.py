@@ -9,22 +9,42 @@ Shapes: ``B`` images, ``K = n_h * n_w``, ``S`` view size, ``T = p * p`` tokens p
 
 The official ``encode_images`` (spec section 4) resizes the input to the high-resolution size (a no-op when it is
 already that size), cuts 9 tiles and 9 strided views, adds a bicubic 336 view, runs the tower 19 times, fuses the
-18 sub-image maps with the DEM, averages with the 336 view and projects. Here all views go through the tower in one
-call, and for odd grids the low-resolution view is not encoded separately because it *is* the centre strided view
-(bicubic downscaling by an odd factor with ``align_corners=False`` is an exact pick; spec section 6).
+18 sub-image maps with the DEM, averages with the 336 view and projects. Here the views go through the tower in one
+call, and only the views that reach the output are encoded (spec section 6): for odd grids the low-resolution view
+*is* the centre strided view (bicubic downscaling by an odd factor with ``align_corners=False`` is an exact pick), and
+with the official bilinear pooling the DEM output depends on the 9 tiles and that centre view only. So the official
+model needs 10 tower passes per image, not 19, for the same features.
+
+Ablation variants (paper Table 6, ``config.perspectives`` / ``config.perspective_fusion``): the low-resolution view
+alone (LLaVA-1.5 style), local tiles only, strided views only, or both added element-wise instead of the DEM. Without
+the DEM, the ``(n_h p, n_w p)`` map returns to ``(p, p)`` by average pooling (the paper's ``F_pool``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..configuration import InfLlavaConfig
-from .cropping import global_crops, local_crops
+from .cropping import global_crops, local_crops, merge_global, merge_local
 from .enhancement import DualPerspectiveEnhancement
 from .projector import build_projector
 from .vision_tower import build_vision_tower, patch_features
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Which views are encoded, in order: ``local`` tiles, then either all ``K`` strided views (``strided``) or
+    just the centre one (``centre_only``), then the bicubic base view if it must be encoded separately."""
+
+    local: bool
+    strided: bool
+    centre_only: bool
+    extra_low: bool
+    low_index: int | None  # index of the low-resolution view among the encoded views
 
 
 class InfLlavaImageEncoder(nn.Module):
@@ -35,18 +55,49 @@ class InfLlavaImageEncoder(nn.Module):
         self.geometry = config.geometry
         self.use_low_res_view = config.use_low_res_view
         self.low_res_fusion = config.low_res_fusion
+        self.perspectives = config.perspectives
+        self.perspective_fusion = config.perspective_fusion
         width = config.vision_config.hidden_size
         self.vision_tower = build_vision_tower(config.vision_config, config.num_tower_layers)
-        self.dem = DualPerspectiveEnhancement(
-            width,
-            self.geometry.grid,
-            num_heads=config.dem_num_heads,
-            ffn_ratio=config.dem_ffn_ratio,
-            pooling=config.dem_pooling,
-            eps=config.dem_layer_norm_eps,
-            attn_implementation=config.dem_attn_implementation,
-        )
+        self.dem = None
+        if self.uses_dem:
+            self.dem = DualPerspectiveEnhancement(
+                width,
+                self.geometry.grid,
+                num_heads=config.dem_num_heads,
+                ffn_ratio=config.dem_ffn_ratio,
+                pooling=config.dem_pooling,
+                eps=config.dem_layer_norm_eps,
+                attn_implementation=config.dem_attn_implementation,
+            )
         self.projector = build_projector(config.projector_type, width, config.text_config.hidden_size)
+        self.plan = self._plan()
+
+    @property
+    def uses_dem(self) -> bool:
+        return self.perspectives == "both" and self.perspective_fusion == "dem"
+
+    @property
+    def centre_only(self) -> bool:
+        """True when only the local tiles and the centre strided view reach the output (official bilinear pooling,
+        odd grid): the other strided views, and the base view (equal to the centre one), are then not encoded."""
+        return self.dem is not None and self.dem.centre_only_applies(self.geometry.patches_per_side)
+
+    def _plan(self) -> ViewPlan:
+        K = self.geometry.num_crops
+        local = self.perspectives in ("both", "local")
+        strided = self.perspectives in ("both", "global") and not self.centre_only
+        centre = self.geometry.centre_view_index
+        offset = K if local else 0
+        if not self.use_low_res_view and self.perspectives != "none":
+            low_index, extra_low = None, False
+        elif self.centre_only:
+            low_index, extra_low = offset, False
+        elif strided and centre is not None:
+            low_index, extra_low = offset + centre, False
+        else:
+            low_index, extra_low = offset + (K if strided else 0), True
+        return ViewPlan(local, strided, self.centre_only, extra_low, low_index)
 
     # ---- DCM on pixels -----------------------------------------------------------------------------------------
     def high_res(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -59,16 +110,32 @@ class InfLlavaImageEncoder(nn.Module):
         resized = F.interpolate(pixel_values.float(), size=size, mode="bicubic", align_corners=False)
         return resized.to(pixel_values.dtype)
 
+    def low_res(self, big: torch.Tensor) -> torch.Tensor:
+        """The base view of a high-resolution batch: the official bicubic downscale (for odd grids the same as the
+        centre strided view, taken directly)."""
+        phase = self.geometry.centre_phase
+        if phase is not None:
+            (c_h, c_w), (n_h, n_w) = phase, self.geometry.grid
+            return big[:, :, c_h::n_h, c_w::n_w]
+        low = F.interpolate(big.float(), size=self.geometry.base_size, mode="bicubic", align_corners=False)
+        return low.to(big.dtype)
+
     def views(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w) -> (B, V, 3, S, S)``: K local tiles, K strided views and, when the low-resolution view is
-        used and is not one of the strided views, the bicubic base view."""
+        """``(B, 3, h, w) -> (B, V, 3, S, S)``: only the views the output depends on, in one tensor (see
+        :class:`ViewPlan`); for the official model the 9 tiles and the centre strided view (V = 10)."""
         if pixel_values.dim() != 4:
             raise ValueError(f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}")
         big = self.high_res(pixel_values)
-        parts = [local_crops(big, self.geometry.grid), global_crops(big, self.geometry.grid)]
-        if self.use_low_res_view and self.geometry.centre_view_index is None:
-            low = F.interpolate(big.float(), size=self.geometry.base_size, mode="bicubic", align_corners=False)
-            parts.append(low.to(big.dtype).unsqueeze(1))
+        grid, plan = self.geometry.grid, self.plan
+        parts = []
+        if plan.local:
+            parts.append(local_crops(big, grid))
+        if plan.centre_only:
+            parts.append(self.low_res(big).unsqueeze(1))  # the centre strided view
+        elif plan.strided:
+            parts.append(global_crops(big, grid))
+        if plan.extra_low:
+            parts.append(self.low_res(big).unsqueeze(1))
         return torch.cat(parts, dim=1)
 
     # ---- tower + DEM + fusion ----------------------------------------------------------------------------------
@@ -81,17 +148,42 @@ class InfLlavaImageEncoder(nn.Module):
             feats = patch_features(self.vision_tower, flat, self.geometry.tokens_per_view)
         return feats.unflatten(0, (B, V))
 
+    def high_res_features(self, feats: torch.Tensor) -> torch.Tensor | None:
+        """``(B, V, T, D) -> (B, T, D)``: the high-resolution branch (DEM, or the ablation fusions), or None for the
+        low-resolution-only variant."""
+        K, plan = self.geometry.num_crops, self.plan
+        if self.perspectives == "none":
+            return None
+        local = feats[:, :K] if plan.local else None
+        start = K if plan.local else 0
+        if self.dem is not None:
+            dtype = self.dem.norm.weight.dtype
+            if plan.centre_only:
+                return self.dem.forward_centre(local.to(dtype), feats[:, start].to(dtype))
+            return self.dem(local.to(dtype), feats[:, start : start + K].to(dtype))
+        strided = feats[:, start : start + K] if plan.strided else None
+        B, _, T, D = feats.shape
+        p = self.geometry.patches_per_side
+        grid = self.geometry.grid
+        maps = []
+        if local is not None:
+            maps.append(merge_local(local.reshape(B, K, p, p, D), grid, channels_last=True))
+        if strided is not None:
+            maps.append(merge_global(strided.reshape(B, K, p, p, D), grid, channels_last=True))
+        merged = maps[0] if len(maps) == 1 else maps[0] + maps[1]  # (B, n_h p, n_w p, D)
+        pooled = F.avg_pool2d(merged.permute(0, 3, 1, 2), kernel_size=grid)  # (B, D, p, p)
+        return pooled.permute(0, 2, 3, 1).reshape(B, T, D)
+
     def enhanced_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w) -> (B, T, D)``: DEM output fused with the low-resolution view, before the projector."""
-        K = self.geometry.num_crops
+        """``(B, 3, h, w) -> (B, T, D)``: the high-resolution branch fused with the low-resolution view, before the
+        projector."""
         feats = self.view_features(self.views(pixel_values))
-        dem_dtype = self.dem.norm.weight.dtype
-        local_feats, global_feats = feats[:, :K].to(dem_dtype), feats[:, K : 2 * K].to(dem_dtype)
-        enhanced = self.dem(local_feats, global_feats)
-        if not self.use_low_res_view:
+        enhanced = self.high_res_features(feats)
+        low = feats[:, self.plan.low_index] if self.plan.low_index is not None else None
+        if enhanced is None:
+            return low
+        if low is None:
             return enhanced
-        centre = self.geometry.centre_view_index
-        low = feats[:, K + centre] if centre is not None else feats[:, 2 * K]
         low = low.to(enhanced.dtype)
         if self.low_res_fusion == "add":
             return low + enhanced

@@ -1,7 +1,8 @@
 """What the model sees of an image: the DCM layout (local tiles and global strided views) as PNG images.
 
-Computed by the model's own code path (the processor, then ``InfLlavaImageEncoder.views``, i.e. ``local_crops`` /
-``global_crops``), then un-normalised for display, so the web page shows exactly the crops the vision tower gets.
+Computed by the model's own code: the processor, the encoder's ``high_res`` step, then DCM's ``local_crops`` /
+``global_crops``, un-normalised for display. (The encoder itself may skip encoding strided views whose features
+cannot reach the output; the page shows the full layout of the method.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..inference import InfLlavaEngine
+from ..modeling.cropping import global_crops, local_crops
 
 
 def dcm_views(engine: InfLlavaEngine, image: Image.Image) -> dict[str, Any]:
@@ -25,10 +27,10 @@ def dcm_views(engine: InfLlavaEngine, image: Image.Image) -> dict[str, Any]:
     pixel_values = processor([image], return_tensors="pt")["pixel_values"].float()  # (1, 3, h, w)
     with torch.inference_mode():
         big = encoder.high_res(pixel_values)  # (1, 3, n_h * S, n_w * S)
-        views = encoder.views(pixel_values)[0]  # (V, 3, S, S): K local, K global (+ base view)
+        tiles = local_crops(big, geometry.grid)[0]  # (K, 3, S, S)
+        strided = global_crops(big, geometry.grid)[0]  # (K, 3, S, S)
     mean = torch.tensor(processor.image_mean).view(3, 1, 1)
     std = torch.tensor(processor.image_std).view(3, 1, 1)
-    K = geometry.num_crops
 
     def png(chw: torch.Tensor) -> str:
         array = ((chw.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
@@ -43,6 +45,6 @@ def dcm_views(engine: InfLlavaEngine, image: Image.Image) -> dict[str, Any]:
         "input_size": [image.width, image.height],
         "tokens_per_image": geometry.tokens_per_image,
         "image": png(big[0]),
-        "local": [png(v) for v in views[:K]],
-        "global": [png(v) for v in views[K : 2 * K]],
+        "local": [png(v) for v in tiles],
+        "global": [png(v) for v in strided],
     }

@@ -1,0 +1,68 @@
+"""``bench generate``: decode speed of INF-LLaVA vs HF LLaVA on the same LLM (same weights, same prompt, greedy, a
+fixed number of new tokens), and INF-LLaVA's batched throughput at several batch sizes."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from .models import BenchSizes, build_models
+from .timing import median_seconds
+
+PROMPT = "USER: <image>\nDescribe the image in detail. ASSISTANT:"
+
+
+def _generate(model, inputs, new_tokens: int) -> None:
+    model.generate(
+        **inputs,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+
+
+def decode_rate(model, inputs, new_tokens: int, repeats: int) -> float:
+    """Tokens per second after the prefill: (t(N) - t(1)) / (N - 1) per batch row."""
+    with torch.inference_mode():
+        full = median_seconds(lambda: _generate(model, inputs, new_tokens), repeats)
+        first = median_seconds(lambda: _generate(model, inputs, 1), repeats)
+    batch = inputs["input_ids"].shape[0]
+    return batch * (new_tokens - 1) / max(full - first, 1e-9)
+
+
+def run(sizes: BenchSizes | None = None, new_tokens: int = 64, batch_sizes=(1, 4, 8, 16), repeats: int = 3) -> dict:
+    sizes = sizes or BenchSizes()
+    _, ours, ours_proc, _, _, llava, llava_proc = build_models(sizes)
+    image = Image.new("RGB", (640, 480), (90, 140, 200))
+    ours_inputs = ours_proc(images=[image], text=PROMPT, return_tensors="pt")
+    llava_inputs = llava_proc(images=[image], text=PROMPT, return_tensors="pt")
+    ours_rate = decode_rate(ours, ours_inputs, new_tokens, repeats)
+    llava_rate = decode_rate(llava, llava_inputs, new_tokens, repeats)
+    batched = []
+    for batch in batch_sizes:
+        inputs = ours_proc(images=[image] * batch, text=[PROMPT] * batch, return_tensors="pt")
+        with torch.inference_mode():
+            seconds = median_seconds(lambda inputs=inputs: _generate(ours, inputs, new_tokens), repeats)
+        batched.append(
+            {
+                "batch": batch,
+                "end_to_end_s": round(seconds, 3),
+                "end_to_end_tok_s": round(batch * new_tokens / seconds, 1),  # includes encoding + prefill
+                "decode_tok_s": round(decode_rate(ours, inputs, new_tokens, repeats), 1),
+            }
+        )
+    for row in batched:
+        row["decode_vs_batch1"] = round(row["decode_tok_s"] / batched[0]["decode_tok_s"], 2)
+        row["end_to_end_vs_batch1"] = round(row["end_to_end_tok_s"] / batched[0]["end_to_end_tok_s"], 2)
+    return {
+        "bench": "generate",
+        "llm": sizes.__dict__,
+        "new_tokens": new_tokens,
+        "ours_decode_tok_s": round(ours_rate, 1),
+        "llava_decode_tok_s": round(llava_rate, 1),
+        "decode_ratio": round(ours_rate / llava_rate, 3),
+        "batched": batched,
+        "threads": torch.get_num_threads(),
+    }

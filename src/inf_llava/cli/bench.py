@@ -1,0 +1,55 @@
+"""Benchmarks that run both sides in one process and report ratios.
+
+inf-llava bench encode [--dtype fp32|bf16] [--layers N] [--repeats R]   one JSON line
+inf-llava bench tokens                                                  INF-LLaVA vs LLaVA-NeXT tokens + prefill
+inf-llava bench generate                                                decode vs HF Llava, batched throughput
+inf-llava bench all [--output docs]                                     all of them + docs/performance.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "bench"
+HELP = "performance benchmarks (encoder, tokens/prefill, decoding)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("which", choices=["encode", "tokens", "generate", "all"])
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="encode: compute dtype")
+    parser.add_argument("--layers", type=int, default=24, help="encode: tower layers (24 in CLIP-L; fewer on CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported) after a warm-up")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--output", default="docs", help="all: directory for performance.md/json and the chart")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench import encode, generate, report, tokens
+    from ..bench.timing import machine_description
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.layers < 2:
+        raise ValueError("--layers must be >= 2 (features come from layer -2)")
+    if args.which == "encode":
+        print(json.dumps(encode.run(args.dtype, layers=args.layers, repeats=args.repeats)))
+    elif args.which == "tokens":
+        print(json.dumps(tokens.run(repeats=args.repeats)))
+    elif args.which == "generate":
+        print(json.dumps(generate.run(repeats=args.repeats)))
+    else:
+        results: dict = {"machine": machine_description(), "encode": []}
+        for dtype in ("fp32", "bf16"):
+            row = encode.run(dtype, layers=args.layers, repeats=args.repeats)
+            print(json.dumps(row), flush=True)
+            results["encode"].append(row)
+        results["tokens"] = tokens.run(repeats=args.repeats)
+        print(json.dumps(results["tokens"]), flush=True)
+        results["generate"] = generate.run(repeats=args.repeats)
+        print(json.dumps(results["generate"]), flush=True)
+        path = report.write(results, args.output)
+        print(f"wrote {path}")
+    return 0

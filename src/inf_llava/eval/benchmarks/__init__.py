@@ -1,0 +1,1 @@
+"""One module per benchmark of the paper's Table 1."""

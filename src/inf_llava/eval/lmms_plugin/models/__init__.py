@@ -1,0 +1,3 @@
+"""The ``{plugin}.models`` module that lmms-eval's ``LMMS_EVAL_PLUGINS`` mechanism imports."""
+
+AVAILABLE_MODELS = {"inf_llava": "InfLlava"}

@@ -1,0 +1,142 @@
+"""Synthetic high-resolution scenes: large shapes (visible at any resolution) and small boxes whose content is
+visible only at full resolution.
+
+An image is ``n * S`` pixels square (the model's high-resolution size). The model's low-resolution view is the
+bicubic ``1/n`` downscale, which for odd ``n`` is an exact pick of the pixels at phase ``((n-1)/2, (n-1)/2)`` (spec
+section 6). Box *contents* (dots, stripes) are drawn only on pixels of the other phases, so the low-resolution view
+of a scene is identical whatever the box contents are: detail questions are unanswerable from it by construction
+(:func:`base_view` + :func:`strip_details` let tests check exactly that). Shapes and the boxes themselves cover
+every phase and are visible in all views.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
+SHAPES = ("circle", "square", "triangle")
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+ORIENTATIONS = ("horizontal", "vertical")
+BACKGROUND = (200, 200, 200)
+BOX_FILL = (250, 250, 250)
+INK = (20, 20, 20)
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str
+    color: str
+    quadrant: str
+
+
+@dataclass(frozen=True)
+class Box:
+    """A white box in a quadrant holding either ``dots`` single-pixel dots or a stripe texture."""
+
+    quadrant: str
+    dots: int = 0  # 0 when the box holds stripes
+    stripes: str | None = None
+
+
+@dataclass(frozen=True)
+class Scene:
+    size: int  # image side in pixels (n * S)
+    grid: int  # n; contents avoid the phase ((n-1)/2, (n-1)/2)
+    shapes: tuple[Shape, ...] = ()
+    boxes: tuple[Box, ...] = ()
+    seed: int = 0  # placement jitter and dot positions
+    details: bool = field(default=True)  # False renders boxes empty (for checks)
+
+
+def strip_details(scene: Scene) -> Scene:
+    return replace(scene, details=False)
+
+
+def _quadrant_origin(quadrant: str, size: int) -> tuple[int, int]:
+    half = size // 2
+    top = 0 if quadrant.startswith("top") else half
+    left = 0 if quadrant.endswith("left") else half
+    return top, left
+
+
+def _layout(scene: Scene) -> tuple[dict[str, tuple[int, int, int, int]], dict[str, tuple[int, int, int, int]]]:
+    """Pixel rectangles (top, left, height, width) of shapes and boxes, jittered inside their quadrants."""
+    rng = random.Random(scene.seed)
+    n = scene.grid
+    half = scene.size // 2
+    box_side = _round_to(max(4 * n, scene.size // 6), n)
+    shape_side = _round_to(int(half * 0.7), n)
+    shapes, boxes = {}, {}
+    for shape in scene.shapes:
+        top, left = _quadrant_origin(shape.quadrant, scene.size)
+        slack = half - shape_side
+        shapes[shape.quadrant] = (top + rng.randint(0, slack), left + rng.randint(0, slack), shape_side, shape_side)
+    for box in scene.boxes:
+        top, left = _quadrant_origin(box.quadrant, scene.size)
+        slack = (half - box_side) // n
+        boxes[box.quadrant] = (top + n * rng.randint(0, slack), left + n * rng.randint(0, slack), box_side, box_side)
+    return shapes, boxes
+
+
+def _round_to(value: int, n: int) -> int:
+    return max(n, value - value % n)
+
+
+def render(scene: Scene) -> Image.Image:
+    """Draw the scene as an RGB image of ``scene.size`` pixels."""
+    image = Image.new("RGB", (scene.size, scene.size), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    shape_rects, box_rects = _layout(scene)
+    for shape in scene.shapes:
+        top, left, h, w = shape_rects[shape.quadrant]
+        color = COLORS[shape.color]
+        if shape.kind == "circle":
+            draw.ellipse((left, top, left + w - 1, top + h - 1), fill=color)
+        elif shape.kind == "square":
+            draw.rectangle((left, top, left + w - 1, top + h - 1), fill=color)
+        else:
+            draw.polygon([(left + w // 2, top), (left, top + h - 1), (left + w - 1, top + h - 1)], fill=color)
+    pixels = np.asarray(image).copy()
+    rng = random.Random(scene.seed * 7919 + 1)
+    for box in scene.boxes:
+        top, left, h, w = box_rects[box.quadrant]
+        pixels[top : top + h, left : left + w] = BOX_FILL
+        if scene.details:
+            for y, x in _detail_pixels(box, top, left, h, w, scene.grid, rng):
+                pixels[y, x] = INK
+    return Image.fromarray(pixels)
+
+
+def _detail_pixels(box: Box, top: int, left: int, h: int, w: int, n: int, rng: random.Random):
+    """Pixels of the box content, never at the centre phase; a 1-pixel margin inside the box."""
+    c = (n - 1) // 2
+    cells = [
+        (y, x)
+        for y in range(top + 1, top + h - 1)
+        for x in range(left + 1, left + w - 1)
+        if not ((y % n) == c and (x % n) == c)
+    ]
+    if box.stripes is not None:
+        # Lines on the phase-0 rows (horizontal) or columns (vertical): never the centre phase when n > 1.
+        axis = 0 if box.stripes == "horizontal" else 1
+        return [(y, x) for y, x in cells if (y if axis == 0 else x) % n == 0]
+    chosen: list[tuple[int, int]] = []
+    rng.shuffle(cells)
+    for y, x in cells:  # well-separated dots so that they can be counted
+        if all(max(abs(y - yy), abs(x - xx)) > n for yy, xx in chosen):
+            chosen.append((y, x))
+            if len(chosen) == box.dots:
+                break
+    if len(chosen) != box.dots:
+        raise ValueError(f"a {h}x{w} box cannot hold {box.dots} separated dots")
+    return chosen
+
+
+def base_view(image: Image.Image, grid: int) -> np.ndarray:
+    """The pixels the model's low-resolution view is made of (phase ((n-1)/2, (n-1)/2) of the image)."""
+    c = (grid - 1) // 2
+    return np.asarray(image)[c::grid, c::grid]
