@@ -8,10 +8,10 @@ What users feed a multimodal model is arbitrary, so every path in here is defens
 - animated images give their first frame (without walking every frame);
 - EXIF orientation is applied (a corrupt EXIF block is ignored rather than fatal);
 - every PIL mode becomes RGB with a meaningful picture (:func:`to_rgb`): 16-bit and 32-bit integer images are scaled
-  down instead of clipped to white, float images in ``[0, 1]`` are scaled up, and transparency (RGBA, LA, PA, P or
-  RGB/L with a ``transparency`` entry) is composited over white. The official code's ``.convert("RGB")`` drops the
-  alpha channel, which shows whatever colour the transparent pixels happen to store (often black); both agree on
-  every opaque pixel, so outputs for ordinary RGB, grayscale and opaque RGBA images are unchanged.
+  down instead of clipped to white (what ``.convert("RGB")`` does to them), float images in ``[0, 1]`` are scaled up.
+  Transparency is dropped exactly as the official code's ``.convert("RGB")`` drops it (transparent pixels show the
+  colour they store), so the model sees what the released weights saw in training and evaluation; every other mode
+  (1, L, P, CMYK, YCbCr, ...) also converts as in the official code.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Refuse images above this many pixels before decoding them (decompression bombs). 64 MP covers any camera photo.
 DEFAULT_MAX_PIXELS = 64_000_000
-# Transparent pixels are shown over this colour (what an image viewer on a white page shows).
-ALPHA_BACKGROUND = (255, 255, 255)
-
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _INT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -89,17 +85,16 @@ def load_image(
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image -> an upright RGB image (EXIF orientation applied, transparency over white, high bit depths
-    scaled to 8 bits). An RGB image without EXIF rotation is returned as is."""
+    """Any PIL image -> an upright RGB image (EXIF orientation applied, high bit depths scaled to 8 bits, alpha
+    dropped as ``.convert("RGB")`` drops it). An RGB image without EXIF rotation is returned as is."""
     image = upright(image)
-    if image.mode == "RGB" and "transparency" not in image.info:
+    if image.mode == "RGB":
         return image
     if image.mode in _INT_MODES or image.mode == "F":
         return Image.fromarray(_to_uint8(np.asarray(image), image.mode), "L").convert("RGB")
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        # Same pixels as .convert("RGB"), without Pillow's warning about palette transparency.
+        return image.convert("RGBA").convert("RGB")
     return image.convert("RGB")
 
 
