@@ -58,6 +58,16 @@ def test_bad_files_are_refused_with_one_line(tmp_path, data, reason):
     assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
 
 
+def test_truncated_files_are_refused_even_when_pillow_is_told_to_accept_them(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as importing lmms-eval does
+    with pytest.raises(ImageError, match="corrupt or truncated image"):
+        load_image(encode(random_image(0, (64, 48)), "PNG")[:120])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored
+    assert load_image(encode(random_image(0, (64, 48)), "PNG")).size == (64, 48)
+
+
 def test_missing_file_and_unreadable_path(tmp_path):
     with pytest.raises(ImageError, match="no such image file"):
         load_image(tmp_path / "nope.png")

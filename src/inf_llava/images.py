@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -70,7 +71,7 @@ def load_image(
         with stream, Image.open(stream) as opened:
             _check_pixels(opened, max_pixels, label)
             opened.seek(0)  # first frame; `is_animated` / `n_frames` would walk every frame of a GIF
-            opened.load()
+            _load_strictly(opened)
             image = opened.copy()
     except ImageError:
         raise
@@ -82,6 +83,23 @@ def load_image(
         # Pillow's decoders report corrupt data with a range of exception types.
         raise ImageError(f"{label}: corrupt or truncated image ({_reason(exc)})") from None
     return _converted(image, label)
+
+
+_STRICT = threading.Lock()
+
+
+def _load_strictly(image: Image.Image) -> None:
+    """Decode, refusing truncated data even where another library (lmms-eval does, at import) has switched on
+    Pillow's process-wide ``LOAD_TRUNCATED_IMAGES``, which would silently fill the missing part with grey."""
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:
+        image.load()
+        return
+    with _STRICT:
+        previous, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+        try:
+            image.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
