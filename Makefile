@@ -12,7 +12,7 @@ LMMS_EVAL_DEPS ?= loguru pytz sacrebleu evaluate tenacity pytablewriter
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all lint format demo bench clean
+.PHONY: setup test test-slow test-all lint format demo bench clean browser screenshot loadtest
 
 setup: $(VENV)/.installed
 
@@ -25,14 +25,29 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q $(LMMS_EVAL_DEPS) "$(TORCH_PIN)"
 	touch $@
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
-test-slow: setup
+test-slow: setup browser
 	$(PY) -m pytest -q -m slow
 
-test-all: setup
+test-all: setup browser
 	$(PY) -m pytest -q -m "not gpu"
+
+# Headless Chromium for the web-page test (Debian's package; Playwright only drives it).
+CHROMIUM ?= /usr/bin/chromium
+browser: $(CHROMIUM)
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+# Regenerate docs/img/web.png from the browser test.
+screenshot: setup browser
+	INF_LLAVA_SCREENSHOT=docs/img/web.png $(PY) -m pytest -q tests/serve/test_web_page.py
+
+# The bounded server load test (200 requests, concurrency 16, tiny model on loopback): p50/p99, and the same
+# load with batching off for comparison.
+loadtest: setup
+	$(PY) -m inf_llava.serve.loadtest --requests 200 --concurrency 16 --compare-unbatched
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -58,4 +58,14 @@ def images():
     return [random_image(i, (40 + 13 * i, 90 - 7 * i)) for i in range(4)]
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny preset (seed 0) saved with ``save_pretrained``: what ``--model DIR`` / ``from_pretrained`` load."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    model, processor = build_tiny(seed=0)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
 __all__ = ["build_tiny", "random_image", "shapes_image"]

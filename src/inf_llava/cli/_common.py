@@ -16,6 +16,52 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     group.add_argument("--template", default=None, help="conversation template (default: the processor's)")
+    group.add_argument(
+        "--device-map",
+        default=None,
+        metavar="MAP",
+        help="spread the model over several devices with accelerate: auto, balanced or sequential",
+    )
+    quant = group.add_mutually_exclusive_group()
+    quant.add_argument(
+        "--load-in-4bit",
+        dest="quantization",
+        action="store_const",
+        const="4bit",
+        help="quantize the language model to 4 bits with bitsandbytes (CUDA); vision tower, DEM, projector stay 16-bit",
+    )
+    quant.add_argument(
+        "--load-in-8bit", dest="quantization", action="store_const", const="8bit", help="as --load-in-4bit, 8 bits"
+    )
+    group.set_defaults(quantization=None)
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..images import DEFAULT_MAX_PIXELS
+
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse images with more pixels than this, before decoding them (default {DEFAULT_MAX_PIXELS})",
+    )
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 512) -> None:
+    group = parser.add_argument_group("generation")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
+    group.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding (default)")
+    group.add_argument("--top-p", type=float, default=1.0)
+    group.add_argument("--seed", type=int, default=None, help="seed for sampled decoding")
+
+
+def generation_settings(args: argparse.Namespace):
+    from ..inference import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
 
 
 def engine_from_args(args: argparse.Namespace):
@@ -23,5 +69,10 @@ def engine_from_args(args: argparse.Namespace):
     from ..inference import InfLlavaEngine
 
     return InfLlavaEngine.from_pretrained(
-        resolve_model_path(args.model), dtype=args.dtype, device=args.device, template=args.template
+        resolve_model_path(args.model),
+        dtype=args.dtype,
+        device=args.device,
+        template=args.template,
+        device_map=getattr(args, "device_map", None),
+        quantization=getattr(args, "quantization", None),
     )

@@ -2,7 +2,7 @@
 
 Steps (spec 8.1-8.3), for an output of ``(H, W)``:
 
-1. RGB (EXIF orientation applied first);
+1. RGB (EXIF orientation applied first; other modes as :func:`inf_llava.images.to_rgb` converts them);
 2. pad to the output's aspect ratio with the CLIP-mean colour, each channel ``int(mean * 255)`` = (122, 116, 104) for
    CLIP (for a square output this is LLaVA's ``expand2square``, pasted at the centre of the long side); skipped when
    ``pad_to_square`` is False (the stage-1 "square" mode: resize + centre crop);
@@ -15,6 +15,10 @@ Two output sizes matter (named modes of :meth:`InfLlavaImageProcessor.for_geomet
 
 - ``"high_res"`` (default, the official *training* path): the processor produces the ``n * S`` image (1008 for the
   official model) directly from the original photo;
+Very large inputs keep memory bounded: when the padded canvas would exceed :data:`MAX_CANVAS_PIXELS` (an extreme
+aspect ratio such as 20000x10 pads to 20000x20000), the image is first shrunk so the canvas side is
+:data:`PRESHRINK_FACTOR` times the output side. Images whose canvas fits (every ordinary photo) take the exact path.
+
 - ``"base"`` (the official *inference* path used by its demo/eval scripts): the stock ``S`` (336) processing; the
   model then bicubically upsamples to ``n * S`` inside ``encode_images``, so the high-resolution views hold no detail
   beyond the 336 image.
@@ -27,14 +31,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from ..geometry import Geometry
+from ..images import to_rgb
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MODES = ("high_res", "base")
+# Padded canvases above this many pixels are built from a pre-shrunk image (see the module docstring).
+MAX_CANVAS_PIXELS = 64_000_000
+PRESHRINK_FACTOR = 8
 
 
 def pad_color(mean: Sequence[float]) -> tuple[int, ...]:
@@ -81,9 +89,8 @@ def preprocess_image(
     resample: int = Image.Resampling.BICUBIC,
 ) -> np.ndarray:
     """One PIL image -> ``(3, height, width)`` float32, official CLIP numerics."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb(image)
+    image = _bounded(image, height, width, pad_to_square, resample)
     if pad_to_square:
         image = pad_to_aspect(image, height, width, pad_color(image_mean))
     new_w, new_h = cover_size(image.width, image.height, height, width)
@@ -96,6 +103,19 @@ def preprocess_image(
     std = np.asarray(image_std, dtype=np.float32)
     array = (array - mean) / std
     return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _bounded(image: Image.Image, height: int, width: int, pad: bool, resample: int) -> Image.Image:
+    """Shrink ``image`` first when its padded canvas would be huge, so memory stays bounded for any input."""
+    w, h = image.size
+    canvas_w, canvas_h = (max(w, h * width // height), max(h, w * height // width)) if pad else (w, h)
+    if canvas_w * canvas_h <= MAX_CANVAS_PIXELS:
+        return image
+    scale = PRESHRINK_FACTOR * max(height, width) / max(canvas_w, canvas_h)
+    if scale >= 1:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return image.resize(size, resample=resample, reducing_gap=2.0)
 
 
 class InfLlavaImageProcessor(BaseImageProcessor):
