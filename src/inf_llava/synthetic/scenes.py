@@ -139,4 +139,4 @@ def _detail_pixels(box: Box, top: int, left: int, h: int, w: int, n: int, rng: r
 def base_view(image: Image.Image, grid: int) -> np.ndarray:
     """The pixels the model's low-resolution view is made of (phase ((n-1)/2, (n-1)/2) of the image)."""
     c = (grid - 1) // 2
-    return np.asarray(image)[c::grid, c::grid]
+    return np.array(image)[c::grid, c::grid]
