@@ -100,9 +100,8 @@ def _llama3_ranks_file() -> Path:
 
 
 @functools.cache
-def _llama3_backend_json(specials: tuple[str, ...], pad: str | None) -> str:
-    """tokenizer.json of a Llama-3 tokenizer with the given special tokens (ids from 128000) and optional pad."""
-    from tokenizers import AddedToken, processors
+def _llama3_base_json() -> str:
+    """The Llama-3 byte-level BPE (128000 tokens) converted from the tiktoken ranks file, without special tokens."""
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     ranks = {}
@@ -116,10 +115,19 @@ def _llama3_backend_json(specials: tuple[str, ...], pad: str | None) -> str:
         def load_tiktoken_bpe(tiktoken_url):  # the ranks file above, without tiktoken
             return ranks
 
-    backend = _Converter(vocab_file="llama3").converted()
+    return _Converter(vocab_file="llama3").converted().to_str()
+
+
+@functools.cache
+def _llama3_backend(kind: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """tokenizer.json text of a Llama-3 tokenizer variant and its added tokens ``(content, id)``."""
+    from tokenizers import AddedToken, Tokenizer, processors
+
+    specials = LLAMA3_SPECIALS if kind == "llama3" else NAMED_SPECIALS
+    backend = Tokenizer.from_str(_llama3_base_json())
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    if pad is not None:
-        backend.add_special_tokens([AddedToken(pad, special=True, normalized=False)])
+    if kind != "bare":
+        backend.add_special_tokens([AddedToken("<pad>", special=True, normalized=False)])
     bos_id = backend.token_to_id(BOS)
     # Llama-3's post-processor: byte-level offsets, then an automatic BOS (the source of the double BOS).
     backend.post_processor = processors.Sequence(
@@ -130,32 +138,23 @@ def _llama3_backend_json(specials: tuple[str, ...], pad: str | None) -> str:
             ),
         ]
     )
-    return backend.to_str()
+    added = tuple(sorted(((t.content, i) for i, t in backend.get_added_tokens_decoder().items()), key=lambda x: x[1]))
+    return backend.to_str(), added
 
 
-def write_llama3_tokenizer(directory: Path, kind: str = "llama3") -> int:
-    """Write tokenizer files as transformers 4.x saved them for INF-LLaVA; returns the vocabulary size.
+def write_llama3_tokenizer(directory: Path, kind: str = "llama3") -> dict[str, int | None]:
+    """Write tokenizer files as transformers 4.x saved them for INF-LLaVA; returns the vocabulary size and the ids
+    of BOS, ``<|end_of_text|>``, ``<|eot_id|>`` and ``<pad>``.
 
     ``kind``: ``llama3`` (Meta-Llama-3-8B-Instruct + ``<pad>``), ``no_reserved`` (no reserved tokens, ``<pad>``
     kept), ``bare`` (no reserved tokens and no pad).
     """
-    specials = tuple(LLAMA3_SPECIALS if kind == "llama3" else NAMED_SPECIALS)
     pad = None if kind == "bare" else "<pad>"
-    text = _llama3_backend_json(specials, pad)
+    text, added = _llama3_backend(kind)
     (directory / "tokenizer.json").write_text(text)
-    added = json.loads(text)["added_tokens"]
+    flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
     config = {
-        "added_tokens_decoder": {
-            str(t["id"]): {
-                "content": t["content"],
-                "lstrip": False,
-                "normalized": False,
-                "rstrip": False,
-                "single_word": False,
-                "special": True,
-            }
-            for t in added
-        },
+        "added_tokens_decoder": {str(i): {"content": content, **flags} for content, i in added},
         "bos_token": BOS,
         "clean_up_tokenization_spaces": True,
         "eos_token": EOT,
@@ -169,19 +168,26 @@ def write_llama3_tokenizer(directory: Path, kind: str = "llama3") -> int:
         config["pad_token"] = special_map["pad_token"] = pad
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     (directory / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2))
-    return 1 + max(t["id"] for t in added)
+    ids = dict(added)
+    return {
+        "vocab": 1 + max(ids.values()),
+        "bos": ids[BOS],
+        "eos_text": ids[EOS_TEXT],
+        "eot": ids[EOT],
+        "pad": ids.get("<pad>"),
+    }
 
 
 # ---- weights --------------------------------------------------------------------------------------------------
-def official_config(spec: FixtureSpec, vocab_size: int, mm_vision_tower: str, pad_token_id: int | None) -> dict:
-    """config.json of a released sft model (spec 12.2), miniature sizes."""
+def official_config(spec: FixtureSpec, ids: dict, mm_vision_tower: str) -> dict:
+    """config.json of a released sft model (spec 12.2), miniature sizes; ``ids`` from the tokenizer."""
     return {
         "_name_or_path": "meta-llama/Meta-Llama-3-8B-Instruct",
         "architectures": ["LlavaLlamaForCausalLM"],
         "attention_bias": False,
         "attention_dropout": 0.0,
-        "bos_token_id": 128000,
-        "eos_token_id": 128009,
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["eot"],
         "freeze_mm_mlp_adapter": False,
         "hidden_act": "silu",
         "hidden_size": spec.text_width,
@@ -202,7 +208,7 @@ def official_config(spec: FixtureSpec, vocab_size: int, mm_vision_tower: str, pa
         "num_attention_heads": spec.text_heads,
         "num_hidden_layers": spec.text_layers,
         "num_key_value_heads": spec.text_kv_heads,
-        "pad_token_id": pad_token_id,
+        "pad_token_id": ids["pad"],
         "pretraining_tp": 1,
         "rms_norm_eps": 1e-05,
         "rope_scaling": None,
@@ -215,7 +221,7 @@ def official_config(spec: FixtureSpec, vocab_size: int, mm_vision_tower: str, pa
         "tune_mm_mlp_adapter": False,
         "use_cache": True,
         "use_mm_proj": True,
-        "vocab_size": vocab_size,
+        "vocab_size": ids["vocab"],
     }
 
 
@@ -230,7 +236,8 @@ def random_weights(spec: FixtureSpec, vocab_size: int) -> tuple[dict[str, torch.
     """(official-named LLM + DEM + projector weights, CLIP vision_model weights without prefix), fp32; cached, so
     every variant of one spec holds the same weights (callers must not modify them)."""
     torch.manual_seed(spec.seed)
-    llm = LlamaForCausalLM(llama_config(official_config(spec, vocab_size, HUB_CLIP, None)))
+    ids = {"vocab": vocab_size, "bos": 0, "eot": 1, "pad": None}
+    llm = LlamaForCausalLM(llama_config(official_config(spec, ids, HUB_CLIP)))
     with torch.no_grad():
         llm.lm_head.weight.normal_(0, spec.lm_head_std)
         llm.model.embed_tokens.weight.normal_(0, 1.0)
@@ -331,13 +338,12 @@ def write_official_checkpoint(
         dtype: stored dtype of the checkpoint (the released ones are bf16; the CLIP repository stays fp32).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = write_llama3_tokenizer(directory, tokenizer)
-    pad_id = None if tokenizer == "bare" else vocab - 1
+    ids = write_llama3_tokenizer(directory, tokenizer)
     clip_path = None
     if not embed_vision:
         clip_path = clip_directory or directory.parent / f"{directory.name}-clip"
-    config = official_config(spec, vocab, HUB_CLIP if embed_vision else str(clip_path), pad_id)
-    weights, vision = random_weights(spec, vocab)
+    config = official_config(spec, ids, HUB_CLIP if embed_vision else str(clip_path))
+    weights, vision = random_weights(spec, ids["vocab"])
     stored = {k: v.to(dtype) for k, v in weights.items()}
     if embed_vision:
         stored.update({VISION_PREFIX + k: v.to(dtype) for k, v in vision.items()})
@@ -347,9 +353,9 @@ def write_official_checkpoint(
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if generation_config:
         generation = {
-            "bos_token_id": 128000,
+            "bos_token_id": ids["bos"],
             "do_sample": True,
-            "eos_token_id": [128001, 128009],
+            "eos_token_id": [ids["eos_text"], ids["eot"]],
             "max_length": 4096,
             "temperature": 0.6,
             "top_p": 0.9,
@@ -398,9 +404,27 @@ def converted(variant: str = "sharded", processor_mode: str = "high_res") -> Pat
     return _converted(variant, processor_mode)
 
 
+def planned(variant: str = "sharded", processor_mode: str = "high_res"):
+    """The conversion plan of ``checkpoint(variant)``; do not modify it."""
+    return _planned(variant, processor_mode)
+
+
 @functools.cache
-def _converted(variant: str, processor_mode: str) -> Path:
+def _planned(variant: str, processor_mode: str):
     from inf_llava.conversion.convert import plan_conversion
 
-    plan = plan_conversion(checkpoint(variant).path, processor_mode=processor_mode)
-    return plan.save(scratch_directory() / "dst" / f"{variant}-{processor_mode}")
+    return plan_conversion(checkpoint(variant).path, processor_mode=processor_mode)
+
+
+@functools.cache
+def _converted(variant: str, processor_mode: str) -> Path:
+    return planned(variant, processor_mode).save(scratch_directory() / "dst" / f"{variant}-{processor_mode}")
+
+
+@functools.cache
+def loaded(variant: str = "sharded", processor_mode: str = "high_res"):
+    """``(model, processor)`` loaded with plain ``from_pretrained`` from ``converted(...)``; do not modify them."""
+    from inf_llava import InfLlavaForConditionalGeneration, InfLlavaProcessor
+
+    directory = converted(variant, processor_mode)
+    return InfLlavaForConditionalGeneration.from_pretrained(directory), InfLlavaProcessor.from_pretrained(directory)

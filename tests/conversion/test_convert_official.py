@@ -12,6 +12,8 @@ from conversion.official_fixture import (
     FixtureSpec,
     checkpoint,
     converted,
+    loaded,
+    planned,
 )
 from safetensors import safe_open
 
@@ -41,7 +43,7 @@ def stored_tensors(directory: Path) -> dict[str, torch.Tensor]:
 
 def test_summary_accounts_for_every_tensor():
     fixture = checkpoint("sharded")
-    plan = plan_conversion(fixture.path)
+    plan = planned("sharded")
     assert sorted(t.info.name for t in plan.tensors) == sorted(fixture.weights)  # nothing skipped silently
     lines = plan.summary()
     assert lines[0].startswith(
@@ -121,7 +123,7 @@ def test_config_processor_and_generation_config():
     assert config.dtype == torch.bfloat16
     generation = json.loads((directory / "generation_config.json").read_text())
     assert generation["eos_token_id"] == [128001, 128009] and generation["pad_token_id"] == 128256
-    processor = InfLlavaProcessor.from_pretrained(directory)
+    processor = loaded("sharded")[1]
     assert processor.image_processor.size == {"height": 1008, "width": 1008} and processor.image_processor.pad_to_square
     assert processor.template == "llama3" and processor.image_token_id == 128002 and processor.tokens_per_image == 576
     assert (
@@ -171,10 +173,11 @@ def test_cli_with_separate_tower_sharded_output_and_nothing_else_needed(tmp_path
         assert torch.isfinite(model(**inputs).logits).all()
 
 
-def test_dtype_option_and_existing_destination(tmp_path):
-    plan = plan_conversion(checkpoint("sharded").path)
+def test_dtype_option_progress_and_existing_destination(tmp_path, capsys):
+    plan = planned("sharded")
     lines: list[str] = []
-    out = plan.save(tmp_path / "fp32", dtype=torch.float32, log=lines.append, progress=False)
+    out = plan.save(tmp_path / "fp32", dtype=torch.float32, log=lines.append, progress=True)
+    assert "converting: 100%" in capsys.readouterr().err
     assert {t.dtype for t in stored_tensors(out).values()} == {torch.float32}
     assert InfLlavaConfig.from_pretrained(out).dtype == torch.float32
     assert [line.split(" (")[0] for line in lines] == [
@@ -185,7 +188,8 @@ def test_dtype_option_and_existing_destination(tmp_path):
     ]
     with pytest.raises(ModelLoadError, match="already exists and is not empty.*--overwrite"):
         plan.save(out)
-    assert plan.save(out, overwrite=True, dtype=torch.float16) == out
+    assert plan.save(out, overwrite=True, dtype=torch.float16, progress=False) == out
+    assert "converting" not in capsys.readouterr().err
     assert {t.dtype for t in stored_tensors(out).values()} == {torch.float16}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial directory left behind
     with pytest.raises(ModelLoadError, match="must differ from the source"):
@@ -205,8 +209,3 @@ def test_hub_id_from_the_local_cache(tmp_path):
     assert torch.equal(model.lm_head.weight, reference["lm_head.weight"].float())
     with pytest.raises(ModelLoadError, match="WeihuangLin/absent: not a local directory, and the hub repository"):
         plan_conversion("WeihuangLin/absent", cache_dir=tmp_path / "hub")
-
-
-def test_progress_bar_when_asked(tmp_path, capsys):
-    plan_conversion(checkpoint("single").path).save(tmp_path / "out", progress=True)
-    assert "converting: 100%" in capsys.readouterr().err

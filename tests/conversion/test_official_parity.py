@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 from conftest import random_image
-from conversion.official_fixture import checkpoint, converted
+from conversion.official_fixture import checkpoint, loaded
 from reference.official_llava import (
     IMAGE_TOKEN_INDEX,
     OfficialLlava,
@@ -16,8 +16,6 @@ from reference.official_llava import (
     tokenizer_image_token,
 )
 from transformers import AutoTokenizer, LlamaConfig
-
-from inf_llava import InfLlavaForConditionalGeneration, InfLlavaProcessor
 
 QUESTION = "What is shown in this image?"
 MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
@@ -32,19 +30,14 @@ EOS = [128001, 128009]
 
 
 def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
-    return ((ours.float() - reference.float()).abs().max() / reference.float().abs().max()).item()
+    """max |ours - reference| / max |reference|."""
+    return (torch.sub(ours, reference).abs_().max() / reference.abs().max()).item()
 
 
 @functools.cache
 def reference_model(variant: str) -> OfficialLlava:
     fixture = checkpoint(variant)
     return OfficialLlava(fixture.weights, fixture.config, fixture.spec.vision_config())
-
-
-@functools.cache
-def loaded(variant: str = "sharded", mode: str = "high_res"):
-    directory = converted(variant, mode)
-    return InfLlavaForConditionalGeneration.from_pretrained(directory), InfLlavaProcessor.from_pretrained(directory)
 
 
 @functools.cache
@@ -96,16 +89,16 @@ def _check_full_parity(model, processor, reference: OfficialLlava, image, refere
     assert torch.allclose(inputs["pixel_values"], reference_pixels, atol=1e-6, rtol=0)
     ids = official_ids(prompt)
     with torch.no_grad():
-        features = model.get_image_features(inputs["pixel_values"])
-        logits = model(**inputs).logits
+        outputs = model(**inputs)
+    features, logits = outputs.image_features, outputs.logits  # what get_image_features(pixel_values) returns
     reference_features = reference.encode_images(reference_pixels)
     assert features.shape == reference_features.shape == (1, 576, model.config.text_config.hidden_size)
     assert relative_error(features, reference_features) <= 1e-4
-    reference_logits = reference.logits(ids, reference_pixels)
+    reference_logits = reference.logits(ids, reference_features)
     assert logits.shape == reference_logits.shape == (1, len(ids) - 1 + 576, 128257)
     assert relative_error(logits, reference_logits) <= 1e-4
     generated = model.generate(**inputs, max_new_tokens=12, do_sample=False)[0, inputs["input_ids"].shape[1] :]
-    tokens, margins = reference.greedy(ids, reference_pixels, 12, EOS)
+    tokens, margins = reference.greedy(ids, reference_features, 12, EOS)
     assert len(tokens) == 12 and min(margins) > 1e-3  # clear winners: the comparison below means something
     assert generated.tolist() == tokens
 

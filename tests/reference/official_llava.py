@@ -118,14 +118,14 @@ class OfficialLlava(nn.Module):
         return torch.cat(parts).unsqueeze(0)
 
     @torch.no_grad()
-    def logits(self, ids: list[int], pixels: torch.Tensor) -> torch.Tensor:
-        embeds = self.inputs_embeds(ids, self.encode_images(pixels))
-        return self.llm(inputs_embeds=embeds).logits
+    def logits(self, ids: list[int], image_features: torch.Tensor) -> torch.Tensor:
+        """Full logits of the spliced prompt (``image_features`` from :meth:`encode_images`)."""
+        return self.llm(inputs_embeds=self.inputs_embeds(ids, image_features)).logits
 
     @torch.no_grad()
-    def greedy(self, ids: list[int], pixels: torch.Tensor, max_new_tokens: int, eos: list[int]):
+    def greedy(self, ids: list[int], image_features: torch.Tensor, max_new_tokens: int, eos: list[int]):
         """Greedy decoding without a cache (the full sequence each step); returns (tokens, top-2 logit margins)."""
-        embeds = self.inputs_embeds(ids, self.encode_images(pixels))
+        embeds = self.inputs_embeds(ids, image_features)
         tokens, margins = [], []
         for _ in range(max_new_tokens):
             logits = self.llm(inputs_embeds=embeds, logits_to_keep=1).logits[0, -1]

@@ -275,15 +275,6 @@ def plan_conversion(
         raise ModelLoadError(f"{checkpoint.files[0]}: the checkpoint holds no tensors")
     source_dtype = _main_dtype(infos)
     text_config = text_config_from_official(official, config_path)
-    tokenizer = _load_tokenizer(directory, text_config)
-    if len(tokenizer) > text_config.vocab_size:
-        raise ModelLoadError(
-            f"{directory}: the tokenizer has {len(tokenizer)} tokens but config.json's vocab_size is "
-            f"{text_config.vocab_size}"
-        )
-    image_token = choose_image_token(tokenizer, text_config.vocab_size)
-    grow_rows = max(0, image_token.token_id + 1 - text_config.vocab_size)
-    text_config.vocab_size += grow_rows
 
     embedded = any(name.startswith(OFFICIAL_VISION_PREFIX) for name in infos)
     if vision_weights == "checkpoint" and not embedded:
@@ -301,16 +292,11 @@ def plan_conversion(
         notes.append(note)
         if tower_name:
             notes.append(f"vision tower {tower_name!r} is not available locally; used the checkpoint's own weights")
+    ffn_ratio = dem_ffn_ratio(infos, vision_config.hidden_size)
 
-    config = build_config(
-        official,
-        config_path,
-        text_config,
-        vision_config,
-        image_token.token_id,
-        dem_ffn_ratio(infos, vision_config.hidden_size),
-    )
-    tower_layers = config.num_tower_layers
+    # Shapes do not depend on the image token: check every tensor before paying for the tokenizer.
+    draft = build_config(official, config_path, text_config, vision_config, 0, ffn_ratio)
+    tower_layers = draft.num_tower_layers
     readers = {"checkpoint": checkpoint}
     tensors: list[PlannedTensor] = []
     unknown: list[TensorInfo] = []
@@ -338,8 +324,18 @@ def plan_conversion(
                 unknown.append(info)
         if unknown:
             _raise_unexpected(unknown, "not a CLIP vision tower weight")
+    _check_against_model(draft, tensors, directory)
 
-    _check_against_model(config, tensors, grow_rows, directory)
+    tokenizer = _load_tokenizer(directory, text_config)
+    if len(tokenizer) > text_config.vocab_size:
+        raise ModelLoadError(
+            f"{directory}: the tokenizer has {len(tokenizer)} tokens but config.json's vocab_size is "
+            f"{text_config.vocab_size}"
+        )
+    image_token = choose_image_token(tokenizer, text_config.vocab_size)
+    grow_rows = max(0, image_token.token_id + 1 - text_config.vocab_size)
+    text_config.vocab_size += grow_rows  # only for the last-resort added token: zero rows appended on the fly
+    config = build_config(official, config_path, text_config, vision_config, image_token.token_id, ffn_ratio)
     pad_to_square = image_aspect_padding(official, config_path)
     mean, std = image_normalisation(tower_dir)
     processor = build_processor(
@@ -436,7 +432,7 @@ def official_name(target: str) -> str:
     return target
 
 
-def _check_against_model(config: InfLlavaConfig, tensors: list[PlannedTensor], grow_rows: int, source: Path) -> None:
+def _check_against_model(config: InfLlavaConfig, tensors: list[PlannedTensor], source: Path) -> None:
     """Every mapped tensor has a place of the right shape in the model; every model tensor is provided once."""
     from ..modeling.inf_llava import InfLlavaForConditionalGeneration
 
@@ -458,10 +454,7 @@ def _check_against_model(config: InfLlavaConfig, tensors: list[PlannedTensor], g
             )
         if target in provided:
             raise ModelLoadError(f"{info.file}: {info.name!r} duplicates {provided[target].info.name!r}")
-        shape = info.shape
-        if grow_rows and target in _GROWABLE:
-            shape = (shape[0] + grow_rows, *shape[1:])
-        if shape != expected[target]:
+        if info.shape != expected[target]:
             raise ModelLoadError(
                 f"{info.file}: {info.name!r} has shape {list(info.shape)}, but config.json and the vision tower "
                 f"config make it {list(expected[target])}"

@@ -230,22 +230,25 @@ class ImageTokenChoice:
 
 def choose_image_token(tokenizer, vocab_size: int) -> ImageTokenChoice:
     """Pick the image token (see the module docstring); may add a token to ``tokenizer`` as a last resort."""
-    vocab = tokenizer.get_vocab()
     taken = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id}
 
-    def usable(token: str) -> bool:
-        token_id = vocab.get(token)
-        return token_id is not None and token_id < vocab_size and token_id not in taken
+    def token_id(token: str) -> int | None:
+        found = tokenizer.convert_tokens_to_ids(token)
+        if not isinstance(found, int) or found in taken or found >= vocab_size:
+            return None
+        return found if tokenizer.convert_ids_to_tokens(found) == token else None  # not an unknown-token fallback
 
-    if usable(PREFERRED_IMAGE_TOKEN):
-        return ImageTokenChoice(PREFERRED_IMAGE_TOKEN, vocab[PREFERRED_IMAGE_TOKEN], "reserved")
-    reserved = sorted((int(m.group(1)), t) for t in vocab if (m := _RESERVED.match(t)) and usable(t))
-    if reserved:
-        token = reserved[0][1]
-        return ImageTokenChoice(token, vocab[token], "reserved")
+    if (found := token_id(PREFERRED_IMAGE_TOKEN)) is not None:
+        return ImageTokenChoice(PREFERRED_IMAGE_TOKEN, found, "reserved")
+    # Reserved tokens are added (special) tokens in Llama-3-style tokenizers; scanning those avoids the full vocab.
+    candidates = tokenizer.get_added_vocab() or tokenizer.get_vocab()
+    reserved = sorted((int(m.group(1)), t) for t in candidates if (m := _RESERVED.match(t)))
+    for _, token in reserved:
+        if (found := token_id(token)) is not None:
+            return ImageTokenChoice(token, found, "reserved")
     pad = tokenizer.pad_token
-    if pad is not None and usable(pad):
-        return ImageTokenChoice(pad, vocab[pad], "pad")
+    if pad is not None and (found := token_id(pad)) is not None:
+        return ImageTokenChoice(pad, found, "pad")
     from tokenizers import AddedToken
 
     tokenizer.add_tokens([AddedToken(ADDED_IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
