@@ -6,10 +6,11 @@ What is real: the key names of transformers 4.x (``model.layers.*``, ``model.emb
 with an index (or one file, or ``.bin`` pickles), the CLIP geometry (336 px views, 14 px patches: 1008 px input, 576
 image tokens) and the Meta-Llama-3-8B-Instruct tokenizer itself: its BPE ranks ship in the ``llama-models`` package,
 its special tokens are rebuilt at their real ids, and the INF-LLaVA ``<pad>`` is added as id 128256 (vocabulary
-128257). What is small: the widths and depths (CLIP 128 wide with 3 layers, Llama 64 wide with 2 layers).
+128257). What is small: the widths and depths (CLIP 128 wide with 2 layers, Llama 64 wide with 2 layers).
 
-The CLIP tower is either embedded (``mm_vision_tower`` then names the hub CLIP, unavailable offline, as in the
-release) or written as a separate CLIPModel repository that ``mm_vision_tower`` points to.
+The CLIP tower is embedded (``mm_vision_tower`` then names the hub CLIP, unavailable offline), or written as a
+separate CLIPModel repository that ``mm_vision_tower`` points to, or both (the release: embedded bf16 copies, while
+the official loader reads the repository's fp32 weights).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class FixtureSpec:
     """Sizes of the miniature model. The geometry (336 / 14, grid 3) is the released one."""
 
     vision_width: int = 128
-    vision_layers: int = 3
+    vision_layers: int = 2  # the tower is built with 1 layer (feature layer -2); the last one is dropped
     vision_heads: int = 2  # CLIP's head size 64, so the shapes alone determine the config
     image_size: int = 336
     patch_size: int = 14
@@ -320,6 +321,7 @@ def write_official_checkpoint(
     *,
     layout: str = "sharded",
     embed_vision: bool = True,
+    clip_repository: bool | None = None,
     clip_directory: Path | None = None,
     spec: FixtureSpec = FixtureSpec(),
     tokenizer: str = "llama3",
@@ -331,24 +333,23 @@ def write_official_checkpoint(
     Args:
         layout: ``sharded`` (safetensors + index), ``single`` (model.safetensors), ``bin`` (pytorch_model.bin) or
             ``bin_sharded`` (pytorch_model-*.bin + index).
-        embed_vision: embed the CLIP weights under ``model.vision_tower.vision_tower.vision_model.*``; otherwise
-            write a CLIP repository (``clip_directory``, default ``directory/../<name>-clip``) that
-            ``mm_vision_tower`` points to.
+        embed_vision: embed the CLIP weights under ``model.vision_tower.vision_tower.vision_model.*``.
+        clip_repository: write a CLIP repository (``clip_directory``, default ``directory/../<name>-clip``) that
+            ``mm_vision_tower`` points to (default: when the weights are not embedded); otherwise
+            ``mm_vision_tower`` is the hub CLIP, unavailable here.
         tokenizer: see :func:`write_llama3_tokenizer`.
         dtype: stored dtype of the checkpoint (the released ones are bf16; the CLIP repository stays fp32).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ids = write_llama3_tokenizer(directory, tokenizer)
-    clip_path = None
-    if not embed_vision:
-        clip_path = clip_directory or directory.parent / f"{directory.name}-clip"
-    config = official_config(spec, ids, HUB_CLIP if embed_vision else str(clip_path))
     weights, vision = random_weights(spec, ids["vocab"])
+    clip_path = None
+    if clip_repository if clip_repository is not None else not embed_vision:
+        clip_path = write_clip_repository(clip_directory or directory.parent / f"{directory.name}-clip", spec, vision)
+    config = official_config(spec, ids, HUB_CLIP if clip_path is None else str(clip_path))
     stored = {k: v.to(dtype) for k, v in weights.items()}
     if embed_vision:
         stored.update({VISION_PREFIX + k: v.to(dtype) for k, v in vision.items()})
-    else:
-        write_clip_repository(clip_path, spec, vision)
     _save(stored, directory, layout)
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if generation_config:
@@ -363,8 +364,8 @@ def write_official_checkpoint(
         }
         (directory / "generation_config.json").write_text(json.dumps(generation, indent=2))
     all_weights = dict(stored)
-    if not embed_vision:
-        all_weights.update({VISION_PREFIX + k: v for k, v in vision.items()})  # fp32, as the tower repository
+    if clip_path is not None:  # what the official loader uses: the repository's fp32 weights
+        all_weights.update({VISION_PREFIX + k: v for k, v in vision.items()})
     return OfficialFixture(path=directory, spec=spec, config=config, clip_path=clip_path, weights=all_weights)
 
 
@@ -390,6 +391,7 @@ VARIANTS = {
     "bin": dict(layout="bin"),
     "bin_sharded": dict(layout="bin_sharded"),
     "tower": dict(layout="single", embed_vision=False),  # CLIP weights only in the mm_vision_tower repository
+    "both": dict(layout="single", clip_repository=True),  # embedded bf16 copies + the fp32 repository
 }
 
 

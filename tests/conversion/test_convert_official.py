@@ -54,7 +54,7 @@ def test_summary_accounts_for_every_tensor():
     assert "mapped DEM: 20 tensors" in lines and "mapped projector: 4 tensors" in lines
     assert (
         f"dropped on purpose (vision tower): {CLIP_LAYER_TENSORS} tensors: CLIP layers after the selected feature "
-        f"layer (the tower is built with {SPEC.vision_layers - 1} layers)"
+        f"layer (the tower is built with {SPEC.vision_layers - 1} layer)"
     ) in lines
     assert len(plan.kept) + len(plan.dropped) == len(fixture.weights)
     assert {t.info.name for t in plan.dropped} == {
@@ -62,7 +62,8 @@ def test_summary_accounts_for_every_tensor():
     }
     assert any(line.startswith("image token: <|reserved_special_token_0|> (id 128002") for line in lines)
     assert any(
-        "vision config: inferred from the embedded weights (3 layers, width 128, 2 heads" in line for line in lines
+        f"vision config: inferred from the embedded weights ({SPEC.vision_layers} layers, width 128, 2 heads" in line
+        for line in lines
     )
 
 
@@ -77,8 +78,8 @@ def test_tensors_land_where_the_official_code_uses_them():
         "model.language_model.norm.weight": "model.norm.weight",
         "lm_head.weight": "lm_head.weight",
         "model.image_encoder.vision_tower.pre_layrnorm.bias": VISION_PREFIX + "pre_layrnorm.bias",
-        "model.image_encoder.vision_tower.encoder.layers.1.mlp.fc2.weight": VISION_PREFIX
-        + "encoder.layers.1.mlp.fc2.weight",
+        "model.image_encoder.vision_tower.encoder.layers.0.mlp.fc2.weight": VISION_PREFIX
+        + "encoder.layers.0.mlp.fc2.weight",
         "model.image_encoder.dem.attention.q_proj.weight": "model.spatial_embed.attention.linears.0.weight",
         "model.image_encoder.dem.attention.o_proj.bias": "model.spatial_embed.attention.linears.3.bias",
         "model.image_encoder.dem.attention.norm.weight": "model.spatial_embed.attention.ln.weight",
@@ -153,7 +154,7 @@ def test_cli_with_separate_tower_sharded_output_and_nothing_else_needed(tmp_path
     )
     assert clip_text in lines
     assert "reading clip-vit/model.safetensors (0.00 GB)" in lines
-    assert f"wrote {destination} (3 shards, 0.04 GB)" in lines
+    assert f"wrote {destination} (3 shards, 0.03 GB)" in lines, "\n".join(lines)
     index = json.loads((destination / "model.safetensors.index.json").read_text())
     assert sorted(set(index["weight_map"].values())) == [f"model-0000{i}-of-00003.safetensors" for i in range(1, 4)]
     stored = stored_tensors(destination)

@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 from conftest import random_image
-from conversion.official_fixture import checkpoint, loaded
+from conversion.official_fixture import checkpoint, loaded, planned
 from reference.official_llava import (
     IMAGE_TOKEN_INDEX,
     OfficialLlava,
@@ -16,6 +16,9 @@ from reference.official_llava import (
     tokenizer_image_token,
 )
 from transformers import AutoTokenizer, LlamaConfig
+
+from inf_llava import InfLlavaForConditionalGeneration
+from inf_llava.conversion.convert import plan_conversion
 
 QUESTION = "What is shown in this image?"
 MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
@@ -126,3 +129,27 @@ def test_tower_from_the_clip_repository_matches():
     with torch.no_grad():
         features = model.get_image_features(processor(images=[image], text="<image>")["pixel_values"])
     assert relative_error(features, reference_model("tower").encode_images(pixels)) <= 1e-4
+
+
+def test_embedded_copies_yield_to_the_tower_repository_as_in_the_official_loader():
+    """The release embeds bf16 copies of CLIP, but the official loader reads CLIP's own fp32 weights: with both
+    available, ``auto`` follows the official loader (the bf16 copies would be off by more than the tolerance)."""
+    fixture = checkpoint("both")
+    plan = planned("both")
+    assert f"vision tower weights: {fixture.clip_path} (as the official loader; the embedded copies are not used)" in (
+        plan.summary()
+    )
+    image = random_image(14, (400, 300))
+    pixels = official_pixels(image, scale=3)
+    expected = reference_model("both").encode_images(pixels)
+    model, processor = loaded("both")
+    embedded = InfLlavaForConditionalGeneration.from_pretrained(
+        None,
+        config=plan.config,
+        state_dict=plan_conversion(fixture.path, vision_weights="checkpoint").state_dict(),
+    )
+    with torch.no_grad():
+        ours = model.get_image_features(processor(images=[image], text="<image>")["pixel_values"])
+        with_copies = embedded.get_image_features(pixels)
+    assert relative_error(ours, expected) <= 1e-4
+    assert relative_error(with_copies, expected) > 1e-4

@@ -277,21 +277,21 @@ def plan_conversion(
     text_config = text_config_from_official(official, config_path)
 
     embedded = any(name.startswith(OFFICIAL_VISION_PREFIX) for name in infos)
-    if vision_weights == "checkpoint" and not embedded:
-        raise ModelLoadError(f"{directory}: the checkpoint embeds no vision tower weights ({OFFICIAL_VISION_PREFIX}*)")
-    use_tower_weights = vision_weights == "tower" or not embedded
     tower_name = vision_tower or official.get("mm_vision_tower") or official.get("vision_tower")
-    notes: list[str] = []
-    tower_hub = {k: v for k, v in hub_kwargs.items() if k != "revision"}  # the revision is SRC's
-    tower_dir = _tower_directory(tower_name, use_tower_weights, explicit=vision_tower is not None, **tower_hub)
+    tower_dir, use_tower_weights, notes = _choose_tower(
+        tower_name,
+        vision_weights,
+        embedded=embedded,
+        explicit=vision_tower is not None,
+        hub_kwargs={k: v for k, v in hub_kwargs.items() if k != "revision"},  # the revision is SRC's
+        source=directory,
+    )
     if tower_dir is not None:
         vision_config = vision_config_from_directory(tower_dir)
         notes.append(f"vision config: {tower_dir}")
     else:
         vision_config, note = vision_config_from_shapes(infos, tower_name)
         notes.append(note)
-        if tower_name:
-            notes.append(f"vision tower {tower_name!r} is not available locally; used the checkpoint's own weights")
     ffn_ratio = dem_ffn_ratio(infos, vision_config.hidden_size)
 
     # Shapes do not depend on the image token: check every tensor before paying for the tokenizer.
@@ -307,14 +307,12 @@ def plan_conversion(
             unknown.append(info)
             continue
         if mapping.group == "vision tower" and use_tower_weights:
-            mapping = KeyMapping(None, "vision tower", f"embedded CLIP copy (the weights of {tower_dir} are used)")
+            mapping = KeyMapping(None, "vision tower", "embedded CLIP copy (the tower repository's weights are used)")
         tensors.append(PlannedTensor(info, mapping, "checkpoint"))
     if unknown:
         _raise_unexpected(unknown, "not part of a released INF-LLaVA checkpoint")
     if use_tower_weights:
         tower_files = WeightFiles.find(tower_dir)
-        if tower_files is None:
-            raise ModelLoadError(f"{tower_dir}: the vision tower directory has no model weights")
         readers["tower"] = tower_files
         unknown = []
         for info in tower_files.tensor_infos():
@@ -375,34 +373,65 @@ def _load_tokenizer(directory: Path, text_config):
         raise ModelLoadError(f"{directory}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
 
 
-def _tower_directory(name: str | None, need_weights: bool, *, explicit: bool, **hub_kwargs: Any) -> Path | None:
-    """The tower repository's local directory; None when only its config was wanted and it is not available."""
-    if name is None:
-        if need_weights:
-            raise ModelLoadError(
-                "the checkpoint embeds no vision tower weights and config.json names no mm_vision_tower"
-            )
-        return None
-    patterns = TOWER_PATTERNS if need_weights else ["*.json"]
+def _choose_tower(
+    name: str | None,
+    vision_weights: str,
+    *,
+    embedded: bool,
+    explicit: bool,
+    hub_kwargs: dict[str, Any],
+    source: Path,
+) -> tuple[Path | None, bool, list[str]]:
+    """Where the tower's config and weights come from: ``(tower directory or None, use its weights, notes)``.
+
+    The official loader always builds the tower from ``mm_vision_tower`` (CLIP's own fp32 weights) and ignores the
+    checkpoint's embedded bf16 copies. ``auto`` therefore prefers the tower repository whenever it is available
+    without a download (a local directory or the hub cache), and uses the embedded copy otherwise; with no embedded
+    copy the repository is required (and downloaded if needed).
+    """
+    if vision_weights == "checkpoint" and not embedded:
+        raise ModelLoadError(f"{source}: the checkpoint embeds no vision tower weights ({OFFICIAL_VISION_PREFIX}*)")
+    if vision_weights == "tower" or not embedded:
+        directory, why = _find_tower(name, weights=True, download=True, **hub_kwargs)
+        if directory is None:
+            hint = "the checkpoint embeds no tower weights; " if not embedded else ""
+            raise ModelLoadError(f"vision tower: {why} ({hint}pass --vision-tower PATH)")
+        return directory, True, [f"vision tower weights: {directory} (as the official loader)"]
+    if vision_weights == "auto":
+        directory, _ = _find_tower(name, weights=True, download=False, **hub_kwargs)
+        if directory is not None:
+            note = f"vision tower weights: {directory} (as the official loader; the embedded copies are not used)"
+            return directory, True, [note]
+    directory, why = _find_tower(name, weights=False, download=False, **hub_kwargs)
+    if directory is None and explicit:
+        raise ModelLoadError(f"vision tower: {why}")
+    notes = ["vision tower weights: the checkpoint's embedded copy"]
+    if directory is None and name:
+        notes.append(f"vision tower {name!r} is not available locally (no download for an embedded tower)")
+    return directory, False, notes
+
+
+def _find_tower(name: str | None, *, weights: bool, download: bool, **hub_kwargs: Any) -> tuple[Path | None, str]:
+    """The tower repository's directory when it is available with a config (and weights, if asked), else
+    ``(None, why)``. Without ``download`` only local directories and the hub cache count."""
+    if not name:
+        return None, "config.json names no mm_vision_tower"
+    if not download:
+        hub_kwargs = {**hub_kwargs, "local_files_only": True}
     try:
-        directory = resolve_directory(name, allow_patterns=patterns, what="vision tower", **hub_kwargs)
-        if need_weights and WeightFiles.find(directory) is None and not Path(name).expanduser().is_dir():
-            directory = resolve_directory(
-                name, allow_patterns=["*.json", "pytorch_model.bin*"], what="vision tower", **hub_kwargs
-            )
+        directory = resolve_directory(
+            name, allow_patterns=TOWER_PATTERNS if weights else ["*.json"], what="vision tower", **hub_kwargs
+        )
+        if weights and WeightFiles.find(directory) is None and not Path(name).expanduser().is_dir():
+            patterns = ["*.json", "pytorch_model.bin*"]  # a hub repository with .bin weights only
+            directory = resolve_directory(name, allow_patterns=patterns, what="vision tower", **hub_kwargs)
     except ModelLoadError as exc:
-        if need_weights or explicit:
-            raise ModelLoadError(
-                f"vision tower: {exc} (the checkpoint embeds no tower weights; pass --vision-tower PATH)"
-                if need_weights
-                else f"vision tower: {exc}"
-            ) from None
-        return None
+        return None, str(exc)
     if not (directory / "config.json").is_file():
-        if need_weights or explicit:
-            raise ModelLoadError(f"{directory}: the vision tower directory has no config.json")
-        return None
-    return directory
+        return None, f"{directory}: the vision tower directory has no config.json"
+    if weights and WeightFiles.find(directory) is None:
+        return None, f"{directory}: the vision tower directory has no model weights"
+    return directory, ""
 
 
 def _main_dtype(infos: dict[str, TensorInfo]) -> torch.dtype:

@@ -98,7 +98,8 @@ def map_tower_key(name: str, tower_layers: int) -> KeyMapping:
         return KeyMapping(
             None,
             "vision tower",
-            f"CLIP layers after the selected feature layer (the tower is built with {tower_layers} layers)",
+            f"CLIP layers after the selected feature layer (the tower is built with {tower_layers} "
+            f"layer{'s' if tower_layers != 1 else ''})",
         )
     return KeyMapping(TOWER_PREFIX + name, "vision tower")
 
