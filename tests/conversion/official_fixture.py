@@ -257,7 +257,7 @@ def random_weights(spec: FixtureSpec, vocab_size: int) -> tuple[dict[str, torch.
     return weights, vision
 
 
-def _save(weights: dict[str, torch.Tensor], directory: Path, layout: str) -> None:
+def _save(weights: dict[str, torch.Tensor], directory: Path, layout: str, shard_bytes: int | None = None) -> None:
     names = list(weights)
     if layout == "single":
         save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
@@ -272,6 +272,15 @@ def _save(weights: dict[str, torch.Tensor], directory: Path, layout: str) -> Non
     ]
     groups.append([n for n in names if not any(n in g for g in groups)])
     groups = [g for g in groups if g]
+    if shard_bytes is not None:  # size-based shards instead, as save_pretrained's max_shard_size
+        groups, size = [[]], 0
+        for name in names:
+            nbytes = weights[name].numel() * weights[name].element_size()
+            if groups[-1] and size + nbytes > shard_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(name)
+            size += nbytes
     suffix = "safetensors" if layout == "sharded" else "bin"
     stem = "model" if suffix == "safetensors" else "pytorch_model"
     weight_map, total = {}, 0
@@ -327,6 +336,7 @@ def write_official_checkpoint(
     tokenizer: str = "llama3",
     dtype: torch.dtype = torch.bfloat16,
     generation_config: bool = True,
+    shard_bytes: int | None = None,
 ) -> OfficialFixture:
     """Write a released-layout checkpoint into ``directory``.
 
@@ -339,6 +349,7 @@ def write_official_checkpoint(
             ``mm_vision_tower`` is the hub CLIP, unavailable here.
         tokenizer: see :func:`write_llama3_tokenizer`.
         dtype: stored dtype of the checkpoint (the released ones are bf16; the CLIP repository stays fp32).
+        shard_bytes: for ``sharded``, cut shards by size instead of by model part.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ids = write_llama3_tokenizer(directory, tokenizer)
@@ -350,7 +361,7 @@ def write_official_checkpoint(
     stored = {k: v.to(dtype) for k, v in weights.items()}
     if embed_vision:
         stored.update({VISION_PREFIX + k: v.to(dtype) for k, v in vision.items()})
-    _save(stored, directory, layout)
+    _save(stored, directory, layout, shard_bytes)
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if generation_config:
         generation = {

@@ -308,6 +308,8 @@ def plan_conversion(
             continue
         if mapping.group == "vision tower" and use_tower_weights:
             mapping = KeyMapping(None, "vision tower", "embedded CLIP copy (the tower repository's weights are used)")
+        elif mapping.target == "lm_head.weight" and draft.tie_word_embeddings:
+            mapping = KeyMapping(None, "language model", "lm_head (tied to embed_tokens by config.json)")
         tensors.append(PlannedTensor(info, mapping, "checkpoint"))
     if unknown:
         _raise_unexpected(unknown, "not part of a released INF-LLaVA checkpoint")
@@ -530,11 +532,13 @@ def official_checkpoint_directory(name_or_path: str | os.PathLike, kwargs: dict[
     return path if path.is_dir() else resolve_directory(name_or_path, allow_patterns=CHECKPOINT_PATTERNS, **hub)
 
 
-def load_official_in_memory(directory: Path, **plan_kwargs: Any) -> ConversionPlan:
-    """Plan the conversion of an original checkpoint for loading in memory (logs that it does so)."""
+def load_official_in_memory(directory: Path, kwargs: dict[str, Any]) -> ConversionPlan:
+    """Plan the conversion of an original checkpoint for loading in memory (logs that it does so); ``kwargs`` are
+    ``from_pretrained``'s, whose hub settings (cache, token, offline) also apply to the vision tower."""
     logger.warning(
         "%s is an original INF-LLaVA (llava_llama) checkpoint: converting it in memory. "
         "`inf-llava convert-official SRC DST` saves a converted copy that loads directly.",
         directory,
     )
-    return plan_conversion(directory, **plan_kwargs)
+    hub = {k: kwargs[k] for k in HUB_KWARGS if kwargs.get(k) is not None and k != "revision"}
+    return plan_conversion(directory, **hub)

@@ -202,7 +202,7 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
 
             source = official_checkpoint_directory(pretrained_model_name_or_path, kwargs)
             if source is not None:
-                plan = load_official_in_memory(source)
+                plan = load_official_in_memory(source, kwargs)
                 model = super().from_pretrained(
                     None, *model_args, config=plan.config, state_dict=plan.state_dict(), **kwargs
                 )
