@@ -14,8 +14,10 @@ from conversion.official_fixture import (
     converted,
     loaded,
     planned,
+    random_weights,
 )
 from safetensors import safe_open
+from transformers import CLIPVisionModel
 
 from inf_llava import InfLlavaConfig, InfLlavaForConditionalGeneration, InfLlavaProcessor
 from inf_llava.cli import main
@@ -210,3 +212,20 @@ def test_hub_id_from_the_local_cache(tmp_path):
     assert torch.equal(model.lm_head.weight, reference["lm_head.weight"].float())
     with pytest.raises(ModelLoadError, match="WeihuangLin/absent: not a local directory, and the hub repository"):
         plan_conversion("WeihuangLin/absent", cache_dir=tmp_path / "hub")
+
+
+def test_vision_tower_option_with_a_transformers_5_vision_model(tmp_path):
+    """--vision-tower pointing at a CLIPVisionModel saved by transformers 5 (keys without ``vision_model.``)."""
+    fixture = checkpoint("tower")
+    _, vision = random_weights(SPEC, fixture.config["vocab_size"])
+    tower = CLIPVisionModel(SPEC.vision_config())
+    tower.load_state_dict(vision)
+    tower.save_pretrained(tmp_path / "clip-vision")
+    plan = plan_conversion(fixture.path, vision_tower=str(tmp_path / "clip-vision"))
+    assert f"vision config: {tmp_path / 'clip-vision'}" in plan.summary()
+    assert f"mapped vision tower: {TOWER_TENSORS} tensors from {tmp_path / 'clip-vision'}" in plan.summary()
+    reference = stored_tensors(converted("tower"))
+    state = plan.state_dict()
+    assert state.keys() == reference.keys() and all(torch.equal(state[k], reference[k]) for k in state)
+    with pytest.raises(ModelLoadError, match=r"vision tower: .*absent: no such vision tower directory"):
+        plan_conversion(checkpoint("single").path, vision_tower=str(tmp_path / "absent"))

@@ -3,8 +3,8 @@ directory) into a self-contained directory that ``InfLlavaForConditionalGenerati
 ``InfLlavaProcessor.from_pretrained`` load with no other input.
 
 Every key is mapped explicitly (anything unknown, missing or mis-shaped stops the conversion before data is written);
-the summary lists what went where and what was dropped on purpose. The CLIP tower comes from the checkpoint's
-embedded weights when present, else from ``mm_vision_tower`` (or --vision-tower).
+the summary lists what went where and what was dropped on purpose. The CLIP tower comes from ``mm_vision_tower`` (or
+--vision-tower) as in the official loader when that is available locally, else from the checkpoint's embedded copy.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vision-tower",
         default=None,
         metavar="NAME_OR_PATH",
-        help="CLIP tower (directory or hub id) instead of config.json's mm_vision_tower: its config, and its weights "
-        "when the checkpoint embeds none",
+        help="CLIP tower (directory or hub id) instead of config.json's mm_vision_tower, for its config and weights "
+        "(see --vision-weights)",
     )
     parser.add_argument(
         "--vision-weights",
         choices=["auto", "checkpoint", "tower"],
         default="auto",
-        help="auto: the embedded CLIP weights if present, else the tower's; tower: always the tower repository's "
-        "(e.g. CLIP's fp32 originals, which the official loader uses)",
+        help="auto: the tower repository's own weights (what the official loader uses) when available without a "
+        "download, else the embedded copy; checkpoint: the embedded copy; tower: the repository, downloaded if needed",
     )
     parser.add_argument(
         "--dtype",

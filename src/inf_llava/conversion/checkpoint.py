@@ -11,6 +11,7 @@ mmap=True)``, so a pickle that references anything but tensors is refused and th
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 from collections.abc import Iterator, Sequence
@@ -57,10 +58,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def resolve_directory(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -61,7 +62,8 @@ from .writer import ShardedSafetensorsWriter, parse_size
 
 VISION_WEIGHTS = ("auto", "checkpoint", "tower")
 PROCESSOR_MODES = ("high_res", "base")
-CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model"]
+CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*"]
+BIN_PATTERNS = ["*.json", "pytorch_model*", "tokenizer*"]  # hub repositories without safetensors
 TOWER_PATTERNS = ["*.json", "*.safetensors"]
 REPORT_NAME = "conversion_report.json"
 Log = Callable[[str], None]
@@ -106,7 +108,7 @@ class ConversionPlan:
         """Human-readable lines: per-group counts, intentional drops, origin of the tower, image token, notes."""
         reader = self.readers["checkpoint"]
         n_files = len(reader.files)
-        params = sum(_numel(t.info.shape) for t in self.kept)
+        params = sum(math.prod(t.info.shape) for t in self.kept)
         n_tensors = sum(t.origin == "checkpoint" for t in self.tensors)
         lines = [
             f"source: {self.source} ({n_files} {reader.format} file{'s' if n_files > 1 else ''}, "
@@ -119,11 +121,11 @@ class ConversionPlan:
             if group == "vision tower" and group in origin:
                 tower = self.readers["tower"].directory if origin[group] == "tower" else "the checkpoint"
                 where = f" from {tower}"
-            lines.append(f"mapped {group}: {groups.get(group, 0)} tensors{where}")
+            lines.append(f"mapped {group}: {_count(groups.get(group, 0))}{where}")
         lines.append(f"mapped in all: {len(self.kept)} tensors, {params:,} parameters")
         reasons = Counter((t.mapping.group, t.mapping.reason) for t in self.dropped)
         for (group, reason), count in sorted(reasons.items()):
-            lines.append(f"dropped on purpose ({group}): {count} tensors: {reason}")
+            lines.append(f"dropped on purpose ({group}): {_count(count)}: {reason}")
         lines.append(self.image_token.describe(self.config.text_config.vocab_size - self.grow_rows))
         lines.extend(self.notes)
         return lines
@@ -222,11 +224,8 @@ class ConversionPlan:
         return destination
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
+def _count(n: int) -> str:
+    return f"{n} tensor{'s' if n != 1 else ''}"
 
 
 # ---- planning ---------------------------------------------------------------------------------------------------
@@ -245,9 +244,10 @@ def plan_conversion(
         vision_tower: the CLIP tower (local directory or hub id) to use instead of ``config.json``'s
             ``mm_vision_tower``, for its config and (when the checkpoint embeds none, or ``vision_weights="tower"``)
             its weights.
-        vision_weights: ``auto`` (the checkpoint's embedded tower if present, else the tower repository),
-            ``checkpoint`` or ``tower`` (the tower repository's own weights, e.g. CLIP's fp32 originals, as the
-            official loader uses).
+        vision_weights: ``auto``: the tower repository's own weights (CLIP's fp32 originals, what the official
+            loader uses) when available without a download, else the checkpoint's embedded copy, else the
+            repository downloaded; ``checkpoint``: the embedded copy; ``tower``: the repository (downloaded if
+            needed).
         processor_mode: ``high_res`` (official training-path preprocessing, default) or ``base`` (official
             inference path: 336 processing and an in-model bicubic upsample).
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for hub ids.
@@ -261,6 +261,9 @@ def plan_conversion(
     config_path = directory / "config.json"
     check_supported(official, config_path)
     checkpoint = WeightFiles.find(directory)
+    if checkpoint is None and not Path(source).expanduser().is_dir():
+        directory = resolve_directory(source, allow_patterns=BIN_PATTERNS, **hub_kwargs)
+        checkpoint = WeightFiles.find(directory)
     if checkpoint is None:
         adapter = (
             " (it holds a stage-1 mm_projector.bin: use `inf-llava adapter import`)"
