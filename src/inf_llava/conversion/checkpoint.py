@@ -211,10 +211,9 @@ def load_bin(file: Path) -> dict[str, torch.Tensor]:
                 raise
             state = torch.load(file, map_location="cpu", weights_only=True)  # legacy (non-zip) serialisation
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
-            f"{file}: refused to load: the pickle holds more than tensors ({first[:200]}); "
-            "only plain tensor state dicts are read (weights_only=True)"
+            f"{file}: refused to load: not a plain tensor pickle ({_unpickling_reason(exc)}); "
+            "only tensor state dicts are read (weights_only=True)"
         ) from None
     except Exception as exc:
         raise ModelLoadError(f"{file}: not a loadable torch checkpoint ({type(exc).__name__}: {exc})") from None
@@ -223,3 +222,14 @@ def load_bin(file: Path) -> dict[str, torch.Tensor]:
     ):
         raise ModelLoadError(f"{file}: expected a dict of named tensors, got {type(state).__name__}")
     return state
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The informative part of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL getattr ...")."""
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        lines = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
+        if lines:
+            return lines[0].split(". Please use")[0][:200]
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -160,6 +160,8 @@ def vision_config_from_shapes(infos: dict[str, TensorInfo], name: str | None) ->
         raise ModelLoadError(f"the embedded vision tower has {positions} patch positions, not a square grid")
     layer_key = re.compile(re.escape(OFFICIAL_VISION_PREFIX) + r"encoder\.layers\.(\d+)\.")
     layers = 1 + max((int(m.group(1)) for key in infos if (m := layer_key.match(key))), default=-1)
+    if layers < 1:
+        raise ModelLoadError(f"the embedded vision tower has no {OFFICIAL_VISION_PREFIX}encoder.layers.* weights")
     inferred = {
         "hidden_size": width,
         "intermediate_size": shape("encoder.layers.0.mlp.fc1.weight")[0],
