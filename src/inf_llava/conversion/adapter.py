@@ -13,7 +13,10 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
+from .checkpoint import is_repo_id, load_bin, resolve_directory
 from .keys import OFFICIAL_DEM_PREFIX, OFFICIAL_PROJECTOR_PREFIX, dem_key_to_official, dem_key_to_package
+
+ADAPTER_NAME = "mm_projector.bin"
 
 
 def adapter_state_dict(model, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
@@ -38,17 +41,29 @@ def save_official_adapter(model, path: str | os.PathLike, dtype: torch.dtype = t
     return path
 
 
+def resolve_adapter_file(name_or_path: str | os.PathLike, **hub_kwargs) -> Path:
+    """The adapter file itself, ``mm_projector.bin`` inside a directory (e.g. a stage-1 output or the released
+    ``INF-LLaVA-pretrain``), or that file of a hub repository."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / ADAPTER_NAME).is_file():
+            return path / ADAPTER_NAME
+        raise ModelLoadError(f"{path}: no {ADAPTER_NAME} in this directory")
+    if is_repo_id(str(name_or_path)):
+        directory = resolve_directory(name_or_path, allow_patterns=[ADAPTER_NAME], what="adapter", **hub_kwargs)
+        if (directory / ADAPTER_NAME).is_file():
+            return directory / ADAPTER_NAME
+    raise ModelLoadError(f"{name_or_path}: no such adapter file")
+
+
 def load_official_adapter(model, path: str | os.PathLike) -> None:
     """Load an official ``mm_projector.bin`` into ``model``'s projector and DEM (values cast to their dtype)."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: no such adapter file") from None
-    except Exception as exc:  # pickle errors, refused globals, truncated files
-        raise ModelLoadError(f"{path}: not a loadable adapter file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such adapter file")
+    state = load_bin(path)  # weights_only=True: a pickle with anything but tensors is refused
     projector, dem, unknown = {}, {}, []
     for key, tensor in state.items():
         if key.startswith(OFFICIAL_PROJECTOR_PREFIX):

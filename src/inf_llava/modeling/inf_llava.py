@@ -185,6 +185,31 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """HF ``from_pretrained`` with two additions.
+
+        - Without a ``dtype`` argument the weights load in float32 (the transformers 4.x default the official code
+          was written against; transformers 5 would keep the checkpoint's bf16). ``dtype="auto"`` keeps the stored
+          dtype, as in HF.
+        - An original INF-LLaVA checkpoint (``model_type: llava_llama``, a directory or hub id) is converted in
+          memory (logged); ``inf-llava convert-official`` saves a converted copy instead.
+        """
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+            kwargs["dtype"] = torch.float32
+        if pretrained_model_name_or_path is not None and kwargs.get("config") is None:
+            from ..conversion.convert import load_official_in_memory, official_checkpoint_directory
+
+            source = official_checkpoint_directory(pretrained_model_name_or_path, kwargs)
+            if source is not None:
+                plan = load_official_in_memory(source, kwargs)
+                model = super().from_pretrained(
+                    None, *model_args, config=plan.config, state_dict=plan.state_dict(), **kwargs
+                )
+                model.generation_config = plan.generation_config
+                return model
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
     def get_input_embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
 

@@ -65,6 +65,20 @@ class InfLlavaProcessor(ProcessorMixin):
             raise ValueError(f"image token {image_token!r} is not in the tokenizer's vocabulary")
         self.image_token_id = int(image_token_id)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs: Any):
+        """HF ``from_pretrained``; on an original INF-LLaVA (``llava_llama``) checkpoint, the processor its conversion
+        would save (official training-path preprocessing; ``processor_mode="base"`` for the inference path)."""
+        from ..conversion.convert import official_checkpoint_directory, plan_conversion
+
+        mode = kwargs.pop("processor_mode", None)
+        source = official_checkpoint_directory(pretrained_model_name_or_path, kwargs)
+        if source is not None:
+            return plan_conversion(source, processor_mode=mode or "high_res").processor
+        if mode is not None:
+            raise ValueError("processor_mode applies only to original llava_llama checkpoints")
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     # ---- geometry ------------------------------------------------------------------------------------------------
     @property
     def tokens_per_image(self) -> int:
@@ -190,7 +204,9 @@ class InfLlavaProcessor(ProcessorMixin):
     @property
     def pad_token_id(self) -> int:
         tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pad = tok.pad_token_id
+        if pad is None or pad == self.image_token_id:  # padding must never look like an image slot
+            pad = tok.eos_token_id
         if pad is None:
             raise ValueError("the tokenizer has neither a pad nor an eos token to pad batches with")
         return int(pad)
