@@ -81,15 +81,20 @@ class InfLlavaEngine:
         template: str | None = None,
         device_map: str | dict[str, Any] | None = None,
         quantization: str | None = None,
+        compile: bool = False,
         **model_kwargs: Any,
     ) -> InfLlavaEngine:
         """Load model + processor from a directory: see :func:`inf_llava.loading.load_model` for ``dtype``,
-        ``device``, ``device_map`` (e.g. ``"auto"`` across GPUs) and ``quantization`` (``"4bit"`` / ``"8bit"``)."""
+        ``device``, ``device_map`` (e.g. ``"auto"`` across GPUs) and ``quantization`` (``"4bit"`` / ``"8bit"``).
+        ``compile=True`` compiles the image encoder with ``torch.compile`` (in place: parameter names and outputs
+        are unchanged; the first image of each batch size pays the compile time)."""
         from .loading import load_model
 
         model = load_model(
             path, dtype=dtype, device=device, device_map=device_map, quantization=quantization, **model_kwargs
         )
+        if compile:
+            model.model.image_encoder.compile()
         processor = InfLlavaProcessor.from_pretrained(str(path))
         return cls(model, processor, template)
 

@@ -169,3 +169,15 @@ def test_frozen_tower_builds_no_graph(tiny_model):
     for p in model.image_encoder.vision_tower.parameters():
         p.requires_grad_(True)
     assert model.image_encoder.view_features(torch.randn(1, 10, 3, 24, 24)).requires_grad
+
+
+@pytest.mark.slow
+def test_torch_compile_keeps_outputs_and_names(tiny_model):
+    pixels = torch.randn(2, 3, 72, 72)
+    names = [n for n, _ in tiny_model.named_parameters()]
+    with torch.no_grad():
+        eager = tiny_model.get_image_features(pixels)
+        tiny_model.model.image_encoder.compile()
+        compiled = tiny_model.get_image_features(pixels)
+    assert [n for n, _ in tiny_model.named_parameters()] == names
+    assert torch.allclose(eager, compiled, atol=1e-5)

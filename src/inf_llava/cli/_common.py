@@ -34,6 +34,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--load-in-8bit", dest="quantization", action="store_const", const="8bit", help="as --load-in-4bit, 8 bits"
     )
     group.set_defaults(quantization=None)
+    group.add_argument(
+        "--compile", action="store_true", help="torch.compile the image encoder (slower start, faster steady state)"
+    )
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,4 +78,5 @@ def engine_from_args(args: argparse.Namespace):
         template=args.template,
         device_map=getattr(args, "device_map", None),
         quantization=getattr(args, "quantization", None),
+        compile=getattr(args, "compile", False),
     )
