@@ -41,16 +41,24 @@ def instruct_data(tmp_path_factory) -> Path:
     return make_toy_dataset(tmp_path_factory.mktemp("instruct"), 22, kind="instruct", text_only_every=4)
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """accelerate keeps process-wide singletons; every in-process run starts from a clean slate."""
+def reset_accelerate() -> None:
+    """accelerate keeps process-wide singletons (fixed mixed precision etc.); a new in-process run needs a clean
+    slate, as a new process would have."""
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+
+
+def run(config, **kwargs):
+    """:func:`inf_llava.training.train` in this process, from a fresh accelerate state."""
+    from inf_llava.training import train
+
+    reset_accelerate()
+    try:
+        return train(config, **kwargs)
+    finally:
+        reset_accelerate()
 
 
 def train_config(model_dir: Path, data: Path, output: Path, **overrides):

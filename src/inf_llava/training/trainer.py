@@ -233,7 +233,12 @@ class Trainer:
         peft_model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) if cfg.lora else None
         counts = apply_stage(model, cfg.policy, unfreeze_vision_tower=cfg.unfreeze_vision_tower, lora=cfg.lora)
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # Non-reentrant checkpointing works with frozen inputs (stage 1, LoRA) without enable_input_require_grads.
+            enable = getattr(model, "activation_checkpointing_enable", None)  # the name since transformers 5.2x
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         return model, processor, peft_model, counts
 
