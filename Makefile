@@ -8,7 +8,7 @@ EXTRAS ?= dev,train,serve,eval
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all lint format demo clean
+.PHONY: setup test test-slow test-all test-deepspeed lint format demo clean
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,19 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-test-all: setup
-	$(PY) -m pytest -q -m "not gpu"
+test-all: setup $(DS_SITE)/.installed
+	$(PY) -m pytest -q -m "not gpu and not deepspeed"
+	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
+
+# DeepSpeed (tests marked `deepspeed`: ZeRO-2/3 on CPU, single process) lives in its own folder so that the main
+# environment stays without it (transformers imports an installed deepspeed on every save_pretrained).
+DS_SITE := .deepspeed-site
+$(DS_SITE)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --target $(DS_SITE) "deepspeed>=0.15" hjson py-cpuinfo einops msgpack ninja
+	touch $@
+
+test-deepspeed: setup $(DS_SITE)/.installed
+	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -40,4 +51,4 @@ demo: setup
 	$(VENV)/bin/inf-llava demo
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DS_SITE) build dist src/*.egg-info .pytest_cache .ruff_cache

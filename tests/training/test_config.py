@@ -105,7 +105,8 @@ def test_config_round_trips_through_yaml(tmp_path):
 def test_accelerate_configs_are_accepted_by_accelerate(name, engine, monkeypatch):
     config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
     assert config.distributed_type == engine
-    assert config.mixed_precision == "no"  # precision comes from the training config (--bf16)
+    # Precision comes from the training config (--bf16); with a DeepSpeed JSON, accelerate refuses a second source.
+    assert config.mixed_precision == (None if engine == DistributedType.DEEPSPEED else "no")
     if engine == DistributedType.FSDP:
         assert config.fsdp_config["fsdp_version"] == 2
         assert "LlamaDecoderLayer" in config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"]

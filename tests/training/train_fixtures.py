@@ -51,13 +51,16 @@ def reset_accelerate() -> None:
 
 
 def run(config, **kwargs):
-    """:func:`inf_llava.training.train` in this process, from a fresh accelerate state."""
+    """:func:`inf_llava.training.train` in this process, from a fresh accelerate state, on one intra-op thread."""
     from inf_llava.training import train
 
     reset_accelerate()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocess runs (OMP_NUM_THREADS=1): same kernels, and fair on a shared CPU
     try:
         return train(config, **kwargs)
     finally:
+        torch.set_num_threads(threads)
         reset_accelerate()
 
 
