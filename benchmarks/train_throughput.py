@@ -54,12 +54,16 @@ def worker(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in (Path(args.output) / "metrics.jsonl").read_text().splitlines()]
     timed = rows[args.warmup :]
     seconds = sum(row["samples"] / row["samples_per_s"] for row in timed)
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if torch.cuda.is_available()
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
     print(json.dumps({"samples_per_s": sum(r["samples"] for r in timed) / seconds, "peak_bytes": peak}))
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> int:
