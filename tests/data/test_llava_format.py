@@ -1,6 +1,8 @@
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from inf_llava.data.llava_format import InvalidRecord, RecordError, iter_records, load_records, parse_record
 from inf_llava.errors import DataError
@@ -198,3 +200,64 @@ def test_plain_template_takes_one_caption_turn(tmp_path, folder):
     assert load_records(path, folder)[0]
     with pytest.raises(RecordError, match="plain .* one human turn and one gpt turn, got 4 turns"):
         load_records(path, folder, template="plain")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+turns = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "from": st.sampled_from(["human", "gpt", "system", "bot", ""]) | json_values,
+            "value": st.lists(st.sampled_from(["<image>", "a", " ", "\n", "\x00", "é"]), max_size=8).map("".join)
+            | json_values,
+        },
+    ),
+    max_size=5,
+)
+records = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=5) | st.integers() | json_values,
+        "image": st.sampled_from(["a.png", "missing.png", "", "\x00.png", "../a.png"])
+        | st.lists(st.sampled_from(["a.png", "b.png"]), max_size=3)
+        | json_values,
+        "conversations": turns | json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=records | json_values)
+def test_any_record_is_either_valid_or_a_located_one_line_error(folder, row):
+    try:
+        sample = parse_record(row, "f line 9", folder)
+    except RecordError as exc:
+        assert str(exc).startswith("f line 9") and "\n" not in str(exc)
+    else:
+        assert len(sample.images) == sum(text.count("<image>") for _, text in sample.messages)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.sampled_from(list('[]{},:"\n abc01') + ["<image>"]), max_size=60).map("".join))
+def test_any_file_content_reads_or_fails_with_a_data_error(tmp_path, folder, text):
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text(text)
+    try:
+        load_records(path, folder, skip_invalid=True)
+    except DataError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash(tmp_path, folder):
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + "[" * 100_000 + "\n")
+    samples, invalid = load_records(path, folder, skip_invalid=True)
+    assert len(samples) == 1 and invalid[0].message == f"{path} line 2: invalid JSON (nested too deeply)"
+    listed = tmp_path / "deep.json"
+    listed.write_text("[" + "[" * 100_000)
+    with pytest.raises(DataError, match="line 1: invalid JSON"):
+        load_records(listed, folder)

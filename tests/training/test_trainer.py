@@ -203,3 +203,23 @@ def test_verify_data_finds_fetch_time_problems_before_training(tiny_model_dir, i
     result = run(train_config(tiny_model_dir, data, out, image_folder=images, verify_data=True, skip_invalid=True))
     assert [r.sample_id for r in result.skipped] == ["c2"]
     assert "c2" in (out / "skipped.jsonl").read_text()
+
+
+def test_a_corrupt_image_met_in_a_worker_stops_with_a_clean_one_line_error(tiny_model_dir, instruct_data, tmp_path):
+    rows = instruct_data.read_text().splitlines()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "bad.png").write_bytes(b"GIF89a but truncated")
+    for name in ("toy-00000.png", "toy-00001.png"):
+        (tmp_path / "images" / name).write_bytes((instruct_data.parent / "images" / name).read_bytes())
+    bad = json.loads(rows[1]) | {"id": "bad-gif", "image": "bad.png"}
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join([rows[0], json.dumps(bad), rows[1]]) + "\n")
+    config = train_config(tiny_model_dir, data, tmp_path / "out", image_folder=str(tmp_path / "images"), num_workers=1)
+    with pytest.raises(DataError) as info:
+        run(config)
+    message = str(info.value)
+    # Found inside a DataLoader worker, reported by the main process: no worker traceback in the message.
+    assert message == (
+        f"{data} line 2 (sample 'bad-gif'): {tmp_path / 'images' / 'bad.png'}: not a recognised image format "
+        "(--skip-invalid would leave it out)"
+    )

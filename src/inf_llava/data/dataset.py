@@ -51,7 +51,8 @@ class LlavaDataset(Dataset):
         max_length: longest allowed sequence in tokens, image slots included; longer samples are errors (image
             slots are never truncated, and cutting text would silently drop supervision).
         max_image_pixels: decompression-bomb limit passed to :func:`~inf_llava.images.load_image`.
-        skip_invalid: return :class:`InvalidExample` instead of raising for fetch-time problems.
+        skip_invalid: return :class:`InvalidExample` instead of raising for fetch-time problems (the caller decides;
+            the trainer always sets it and then stops or skips in the main process).
     """
 
     def __init__(

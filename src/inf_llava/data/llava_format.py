@@ -117,9 +117,12 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any | InvalidRecor
             continue
         where = f"{path} line {number}"
         try:
-            yield where, json.loads(line)
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield where, InvalidRecord(where, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
+            row = InvalidRecord(where, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            row = InvalidRecord(where, None, "invalid JSON (nested too deeply)")
+        yield where, row
 
 
 def _json_list(path: Path, text: str, start: int) -> Iterator[tuple[str, Any | InvalidRecord]]:
@@ -144,6 +147,8 @@ def _json_list(path: Path, text: str, start: int) -> Iterator[tuple[str, Any | I
             row, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: invalid JSON (nested too deeply)") from None
         yield where, row
         index += 1
 
@@ -251,8 +256,8 @@ def _resolve(image: str, folder: str | os.PathLike | None, fail, check_files: bo
             size = path.stat().st_size
         except FileNotFoundError:
             raise fail(f"image file not found: {path}") from None
-        except OSError as exc:
-            raise fail(f"image file not readable: {path} ({exc.strerror or exc})") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            raise fail(f"image file not readable: {path!r} ({getattr(exc, 'strerror', None) or exc})") from None
         if not path.is_file():
             raise fail(f"image path is not a file: {path}")
         if size == 0:

@@ -31,7 +31,7 @@ from ..data.collate import TrainingBatch, TrainingCollator
 from ..data.dataset import InvalidExample, LlavaDataset
 from ..data.llava_format import InvalidRecord, load_records
 from ..data.sampler import SamplingPlan, StepBatchSampler
-from ..errors import ModelLoadError
+from ..errors import DataError, ModelLoadError
 from ..jsonl import JsonlAppender, atomic_write_text
 from ..processing.tokenization import IGNORE_INDEX
 from .checkpoint import (
@@ -245,9 +245,9 @@ class Trainer:
     def _load_data(self, processor, template: str) -> tuple[LlavaDataset, list[InvalidRecord]]:
         cfg, accelerator = self.config, self.accelerator
         samples, skipped = load_records(cfg.data, cfg.image_folder, skip_invalid=cfg.skip_invalid, template=template)
-        dataset = LlavaDataset(
-            samples, processor, template, cfg.max_length, cfg.max_image_pixels, skip_invalid=cfg.skip_invalid
-        )
+        # Fetch-time problems come back as InvalidExample (never raised inside DataLoader workers, whose re-raised
+        # errors carry a worker traceback); the loop then stops or skips, the same on every process.
+        dataset = LlavaDataset(samples, processor, template, cfg.max_length, cfg.max_image_pixels, skip_invalid=True)
         if cfg.verify_data:
             # Each process decodes and tokenises its share; the failures are pooled.
             mine = [
@@ -256,12 +256,14 @@ class Trainer:
                 if isinstance(item := dataset[i], InvalidExample)
             ]
             failed = accelerator.gather_object(mine) if accelerator.num_processes > 1 else mine
+            if failed and not cfg.skip_invalid:
+                raise DataError(min(failed, key=_position).message)
             if failed:
                 bad = {(r.where, r.sample_id) for r in failed}
-                skipped += failed
+                skipped += sorted(failed, key=_position)
                 samples = [s for s in samples if (s.where, s.sample_id) not in bad]
                 dataset = LlavaDataset(
-                    samples, processor, template, cfg.max_length, cfg.max_image_pixels, cfg.skip_invalid
+                    samples, processor, template, cfg.max_length, cfg.max_image_pixels, skip_invalid=True
                 )
         if skipped:
             accelerator.print(
@@ -397,7 +399,7 @@ class _Run:
                 local.append(sum(len(b.invalid) for b in micro))
                 tokens, samples, invalid = accelerator.reduce(torch.tensor(local, device=device), "sum").tolist()
                 if invalid:
-                    self._record_invalid(micro, skipped_log)
+                    self._handle_invalid(micro, skipped_log)
                 scale = plan.world_size * cfg.grad_accum / max(tokens, 1)
                 loss_sum = torch.zeros((), device=device)
                 for batch in micro:
@@ -442,10 +444,13 @@ class _Run:
                 skipped_log.close()
         return last_loss
 
-    def _record_invalid(self, micro: list[TrainingBatch], log: JsonlAppender | None) -> None:
-        """Pool the samples every process left out at this step and append them to ``skipped.jsonl``."""
+    def _handle_invalid(self, micro: list[TrainingBatch], log: JsonlAppender | None) -> None:
+        """Samples that failed while their batch was built: stop with the first one's error, or (skip_invalid) list
+        them in ``skipped.jsonl``. Every process takes the same decision from the pooled records."""
         mine = [example.record for batch in micro for example in batch.invalid]
         records = self.accelerator.gather_object(mine) if self.accelerator.num_processes > 1 else mine
+        if not self.config.skip_invalid:
+            raise DataError(f"{records[0].message} (--skip-invalid would leave it out)")
         self.runtime_skipped.extend(records)
         if log is not None:
             for record in records:
@@ -549,6 +554,12 @@ def _publish(staging: Path, output: Path) -> None:
             shutil.rmtree(target)
         os.replace(entry, target)
     staging.rmdir()
+
+
+def _position(record: InvalidRecord) -> tuple[str, int]:
+    """Sort key: file, then line number (``where`` is ``"<file> line <n>"``)."""
+    path, _, line = record.where.rpartition(" line ")
+    return (path, int(line) if line.isdigit() else 0)
 
 
 def _json_line(row: dict[str, Any]) -> str:
