@@ -125,3 +125,21 @@ def test_accelerate_configs_are_accepted_by_accelerate(name, engine, monkeypatch
 def test_shipped_yaml_files_parse():
     for path in (REPO / "configs").rglob("*.yaml"):
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_every_setting_has_a_train_flag():
+    from dataclasses import fields
+
+    from inf_llava.cli import build_parser
+
+    args = build_parser().parse_args(["train"])
+    assert all(hasattr(args, f.name) and getattr(args, f.name) is None for f in fields(TrainConfig))
+
+
+def test_stage_defaults_for_image_preprocessing():
+    assert load_yaml(REPO / "configs" / "pretrain.yaml")["image_aspect_ratio"] == "square"
+    assert load_yaml(REPO / "configs" / "finetune.yaml")["image_aspect_ratio"] == "pad"
+    assert TrainConfig(stage="pretrain", **REQUIRED).image_aspect_ratio == "square"
+    assert TrainConfig(stage="finetune", **REQUIRED).image_aspect_ratio == "pad"
+    with pytest.raises(ValueError, match="image_aspect_ratio must be 'pad' or 'square'"):
+        TrainConfig(stage="finetune", image_aspect_ratio="anyres", **REQUIRED)

@@ -112,3 +112,23 @@ def test_cosine_schedule_with_warmup_ratio():
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 0.01
     with pytest.raises(ValueError, match="unknown lr_scheduler"):
         build_scheduler(optimizer, "step", 0.1, 20)
+
+
+def test_training_preprocessing_is_the_high_resolution_path(tiny_model, tiny_tokenizer):
+    from conftest import random_image
+
+    from inf_llava.presets import processor_for
+    from inf_llava.training.trainer import training_image_processor
+
+    base = processor_for(tiny_model.config, tiny_tokenizer, mode="base")  # an inference-path processor (24 px)
+    pad = training_image_processor(base, "pad")
+    square = training_image_processor(base, "square")
+    size = tiny_model.config.geometry.high_res_size
+    assert (pad.size["height"], pad.size["width"]) == size == (72, 72)
+    wide = random_image(0, (90, 30))
+    padded, cropped = pad([wide])["pixel_values"], square([wide])["pixel_values"]
+    assert padded.shape == cropped.shape == (1, 3, *size)
+    assert not torch.equal(padded, cropped)
+    # "pad": the top rows are the mean colour, which normalises to about zero; "square" crops into the image
+    assert padded[0, :, 0].abs().max() < 0.02 and cropped[0, :, 0].abs().max() > 0.5
+    assert pad.image_mean == base.image_processor.image_mean

@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--qlora", action=flag, default=None, help="LoRA on a 4-bit LLM (needs CUDA + bitsandbytes)")
 
     data = parser.add_argument_group("data")
+    data.add_argument("--image-aspect-ratio", choices=["pad", "square"], help="pad to square / crop (by stage)")
     data.add_argument("--max-length", type=int, help="longest sample in tokens, image slots included (2048)")
     data.add_argument("--group-by-modality-length", action=flag, default=None, help="LLaVA's grouped sampler")
     data.add_argument("--skip-invalid", action=flag, default=None, help="skip (and list) invalid samples")
@@ -68,18 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--progress", action=flag, default=None, help="show the progress bar (default on)")
 
 
-SETTINGS = (
-    "stage model data image_folder output template adapter resume_from overwrite_output epochs max_steps batch_size "
-    "grad_accum lr weight_decay warmup_ratio lr_scheduler max_grad_norm seed save_steps save_total_limit "
-    "logging_steps bf16 model_dtype gradient_checkpointing unfreeze_vision_tower lora lora_r lora_alpha lora_dropout "
-    "qlora max_length group_by_modality_length skip_invalid verify_data max_image_pixels num_workers progress"
-).split()
-
-
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from ..training import TrainConfig, train
 
-    config = TrainConfig.from_sources(args.config, **{name: getattr(args, name) for name in SETTINGS})
+    # Every TrainConfig field has a flag of the same name; None means "not given" (the YAML or default applies).
+    config = TrainConfig.from_sources(args.config, **{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     result = train(config)
     if result.skipped:
         print(f"{len(result.skipped)} sample(s) were skipped as invalid; see {result.output / 'skipped.jsonl'}")

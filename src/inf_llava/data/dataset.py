@@ -53,6 +53,7 @@ class LlavaDataset(Dataset):
         max_image_pixels: decompression-bomb limit passed to :func:`~inf_llava.images.load_image`.
         skip_invalid: return :class:`InvalidExample` instead of raising for fetch-time problems (the caller decides;
             the trainer always sets it and then stops or skips in the main process).
+        image_processor: preprocessing for training (default: the processor's own).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class LlavaDataset(Dataset):
         max_length: int = 2048,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
         skip_invalid: bool = False,
+        image_processor=None,
     ):
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
@@ -72,6 +74,7 @@ class LlavaDataset(Dataset):
         self.max_length = max_length
         self.max_image_pixels = max_image_pixels
         self.skip_invalid = skip_invalid
+        self.image_processor = image_processor if image_processor is not None else processor.image_processor
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -112,7 +115,7 @@ class LlavaDataset(Dataset):
         pixel_values = None
         if sample.images:
             images = [load_image(path, max_pixels=self.max_image_pixels) for path in sample.images]
-            pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
         return Example(
             index=index,
             input_ids=torch.tensor(encoded.input_ids, dtype=torch.long),

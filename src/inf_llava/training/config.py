@@ -23,6 +23,7 @@ from .optim import SCHEDULES
 from .stages import get_stage
 
 MODEL_DTYPES = ("fp32", "bf16")
+ASPECT_RATIOS = ("pad", "square")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class TrainConfig:
     """Settings of one training run (see ``docs/training.md`` for the user guide).
 
     Required: ``stage``, ``model`` (an ``inf-llava init`` / earlier-stage output directory), ``data`` (LLaVA JSON or
-    JSONL) and ``output``. ``lr`` and ``template`` default to the stage's (spec 13.2). Batch sizes are per process:
+    JSONL) and ``output``. ``lr``, ``template`` and ``image_aspect_ratio`` default to the stage's (spec 13.2).
+    Training images are always preprocessed at the model's high-resolution size (the official training path),
+    whatever mode the saved processor uses for inference. Batch sizes are per process:
     the global batch is ``batch_size x processes x grad_accum``.
     """
 
@@ -40,6 +43,7 @@ class TrainConfig:
     output: str
     image_folder: str | None = None
     template: str | None = None
+    image_aspect_ratio: str | None = None
     epochs: float = 1.0
     max_steps: int | None = None
     batch_size: int = 4
@@ -77,6 +81,10 @@ class TrainConfig:
         stage = get_stage(self.stage)
         if self.lr is None:
             object.__setattr__(self, "lr", stage.lr)
+        if self.image_aspect_ratio is None:
+            object.__setattr__(self, "image_aspect_ratio", stage.image_aspect_ratio)
+        if self.image_aspect_ratio not in ASPECT_RATIOS:
+            raise ValueError(f"image_aspect_ratio must be 'pad' or 'square', got {self.image_aspect_ratio!r}")
         positive = ("batch_size", "grad_accum", "logging_steps", "max_length", "lora_r", "lora_alpha")
         for name in positive:
             if getattr(self, name) < 1:

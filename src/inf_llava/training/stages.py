@@ -2,8 +2,9 @@
 
 Spec 13.1-13.4: stage 1 (``pretrain``) trains the projector and the DEM on captions with the ``plain`` template at
 lr 1e-3; stage 2 (``finetune``) also trains the whole LLM (embeddings and ``lm_head`` included) at lr 2e-5 with the
-chat template. The vision tower stays frozen in both unless explicitly unfrozen. With LoRA, the LLM's own weights
-stay frozen and only its LoRA matrices train (the DEM and projector still train in full).
+chat template. Stage 1 resizes and centre-crops images (``image_aspect_ratio`` "square", the default of its script),
+stage 2 pads them to a square first ("pad"). The vision tower stays frozen in both unless explicitly unfrozen. With
+LoRA, the LLM's own weights stay frozen and only its LoRA matrices train (the DEM and projector still train in full).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class StagePolicy:
         template: default training template (None: the processor's chat template).
         lr: default peak learning rate (official scripts).
         export_adapter: also write the official stage-1 ``mm_projector.bin``.
+        image_aspect_ratio: training preprocessing: ``"square"`` (resize + centre crop; official stage 1) or
+            ``"pad"`` (pad to square with the mean colour first; official stage 2).
     """
 
     name: str
@@ -43,13 +46,20 @@ class StagePolicy:
     template: str | None
     lr: float
     export_adapter: bool
+    image_aspect_ratio: str
     description: str
 
 
 STAGES: Mapping[str, StagePolicy] = MappingProxyType(
     {
         "pretrain": StagePolicy(
-            "pretrain", ("dem", "projector"), "plain", 1e-3, True, "stage 1: align DEM + projector on captions"
+            "pretrain",
+            ("dem", "projector"),
+            "plain",
+            1e-3,
+            True,
+            "square",
+            "stage 1: align DEM + projector on captions",
         ),
         "finetune": StagePolicy(
             "finetune",
@@ -57,6 +67,7 @@ STAGES: Mapping[str, StagePolicy] = MappingProxyType(
             None,
             2e-5,
             False,
+            "pad",
             "stage 2: instruction tuning of DEM + projector + LLM",
         ),
     }

@@ -124,8 +124,7 @@ class Trainer:
             multimodal=tuple(s.has_images for s in dataset.samples),
         )
         total_steps = cfg.max_steps or math.ceil(cfg.epochs * plan.steps_per_epoch)
-        size = processor.image_processor.size
-        objective = CausalLMObjective(model, (size["height"], size["width"]))
+        objective = CausalLMObjective(model, model.config.geometry.high_res_size)
         optimizer = build_optimizer(objective, cfg.lr, cfg.weight_decay)
         scheduler = build_scheduler(optimizer, cfg.lr_scheduler, cfg.warmup_ratio, total_steps)
         if accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -247,7 +246,10 @@ class Trainer:
         samples, skipped = load_records(cfg.data, cfg.image_folder, skip_invalid=cfg.skip_invalid, template=template)
         # Fetch-time problems come back as InvalidExample (never raised inside DataLoader workers, whose re-raised
         # errors carry a worker traceback); the loop then stops or skips, the same on every process.
-        dataset = LlavaDataset(samples, processor, template, cfg.max_length, cfg.max_image_pixels, skip_invalid=True)
+        images = training_image_processor(processor, cfg.image_aspect_ratio)
+        dataset = LlavaDataset(
+            samples, processor, template, cfg.max_length, cfg.max_image_pixels, True, image_processor=images
+        )
         if cfg.verify_data:
             # Each process decodes and tokenises its share; the failures are pooled.
             mine = [
@@ -263,7 +265,7 @@ class Trainer:
                 skipped += sorted(failed, key=_position)
                 samples = [s for s in samples if (s.where, s.sample_id) not in bad]
                 dataset = LlavaDataset(
-                    samples, processor, template, cfg.max_length, cfg.max_image_pixels, skip_invalid=True
+                    samples, processor, template, cfg.max_length, cfg.max_image_pixels, True, image_processor=images
                 )
         if skipped:
             accelerator.print(
@@ -554,6 +556,25 @@ def _publish(staging: Path, output: Path) -> None:
             shutil.rmtree(target)
         os.replace(entry, target)
     staging.rmdir()
+
+
+def training_image_processor(processor, aspect_ratio: str):
+    """The official training preprocessing (spec 8.2) with the model processor's statistics: the high-resolution
+    size (a processor saved for the "base" inference path would otherwise feed 336 images), padded to a square
+    (``"pad"``) or resized and centre-cropped (``"square"``)."""
+    from ..geometry import Geometry
+    from ..processing.image_processing import InfLlavaImageProcessor
+
+    current = processor.image_processor
+    return InfLlavaImageProcessor.for_geometry(
+        Geometry(**processor.geometry),
+        mode="high_res",
+        pad_to_square=aspect_ratio == "pad",
+        image_mean=current.image_mean,
+        image_std=current.image_std,
+        rescale_factor=current.rescale_factor,
+        resample=current.resample,
+    )
 
 
 def _position(record: InvalidRecord) -> tuple[str, int]:
