@@ -223,3 +223,10 @@ def test_a_corrupt_image_met_in_a_worker_stops_with_a_clean_one_line_error(tiny_
         f"{data} line 2 (sample 'bad-gif'): {tmp_path / 'images' / 'bad.png'}: not a recognised image format "
         "(--skip-invalid would leave it out)"
     )
+
+
+def test_resume_latest_without_checkpoints(tiny_model_dir, instruct_data, tmp_path):
+    fresh = run(train_config(tiny_model_dir, instruct_data, tmp_path / "new", max_steps=1, resume_from="latest"))
+    assert fresh.completed and fresh.global_step == 1  # nothing to resume yet: starts from step 0
+    with pytest.raises(ValueError, match="holds a finished run without checkpoints; nothing to resume"):
+        run(train_config(tiny_model_dir, instruct_data, tmp_path / "new", max_steps=1, resume_from="latest"))

@@ -161,7 +161,6 @@ class Trainer:
             processor=processor,
             total_steps=total_steps,
             start_step=start_step,
-            skipped=skipped,
             runtime_skipped=runtime_skipped,
         )
         end_step = total_steps if stop_after is None else min(total_steps, max(stop_after, start_step))
@@ -198,6 +197,8 @@ class Trainer:
                     shutil.rmtree(path)
         resume = resolve_resume(self.output, cfg.resume_from)
         if cfg.resume_from == "latest" and resume is None:
+            if (self.output / CONFIG_FILE).exists() and not cfg.overwrite_output:
+                raise ValueError(f"{self.output} holds a finished run without checkpoints; nothing to resume")
             accelerator.print(f"no checkpoint in {self.output} yet: starting from step 0")
         if accelerator.is_main_process:
             self.output.mkdir(parents=True, exist_ok=True)
@@ -335,37 +336,25 @@ class Trainer:
         accelerator.wait_for_everyone()
 
 
+@dataclass
 class _Run:
     """The state of the loop (kept apart from set-up so the loop reads top to bottom)."""
 
-    def __init__(
-        self,
-        trainer: Trainer,
-        objective,
-        optimizer,
-        scheduler,
-        dataset: LlavaDataset,
-        plan: SamplingPlan,
-        processor,
-        total_steps: int,
-        start_step: int,
-        skipped: list[InvalidRecord],
-        runtime_skipped: list[InvalidRecord],
-    ):
-        self.trainer = trainer
-        self.accelerator = trainer.accelerator
-        self.config = trainer.config
-        self.objective = objective
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.dataset = dataset
-        self.plan = plan
-        self.processor = processor
-        self.total_steps = total_steps
-        self.start_step = start_step
-        self.skipped = skipped
-        self.runtime_skipped = runtime_skipped
-        self.filler = _filler_batch(processor)
+    trainer: Trainer
+    objective: Any
+    optimizer: Any
+    scheduler: Any
+    dataset: LlavaDataset
+    plan: SamplingPlan
+    processor: Any
+    total_steps: int
+    start_step: int
+    runtime_skipped: list[InvalidRecord]
+
+    def __post_init__(self) -> None:
+        self.accelerator = self.trainer.accelerator
+        self.config = self.trainer.config
+        self.filler = _filler_batch(self.processor)
 
     def loop(self, end_step: int) -> float | None:
         from torch.utils.data import DataLoader
