@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 import train_fixtures as fixtures
 from train_fixtures import cli, run, train_config, weights
@@ -22,7 +23,7 @@ def _flags(model_dir, data, output, images=None, **settings) -> list[str]:
     args = ["--model", str(model_dir), "--data", str(data), "--image-folder", str(images)]
     args += ["--output", str(output), "--num-workers", "0", "--seed", "0", "--no-progress"]
     for key, value in settings.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+        args += [f"--{key.replace('_', '-')}"] if value is True else [f"--{key.replace('_', '-')}", str(value)]
     return args
 
 
@@ -30,10 +31,16 @@ def _losses(output) -> list[float]:
     return [json.loads(line)["loss"] for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_model_dir, instruct_data, tmp_path):
+@pytest.mark.parametrize(
+    "extra", [{}, pytest.param({"unfreeze_vision_tower": True}, marks=pytest.mark.slow, id="unfrozen-tower")]
+)
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
+    tiny_model_dir, instruct_data, tmp_path, extra
+):
     """22 samples, global batch 4: the last step has 2 samples, all on process 0 (process 1 runs a zero-weight
-    stand-in); every 4th sample is text-only. Finetune, so the whole LLM is synchronised too."""
-    settings = dict(max_steps=6, lr=1e-3)
+    stand-in); every 4th sample is text-only. Finetune, so the whole LLM is synchronised too. With the vision tower
+    unfrozen, its post-LayerNorm gets no gradient (the features are taken before it): DDP must be told."""
+    settings = dict(max_steps=6, lr=1e-3, **extra)
     single = tmp_path / "single"
     run(train_config(tiny_model_dir, instruct_data, single, batch_size=4, **settings))
     ddp = tmp_path / "ddp"

@@ -85,12 +85,15 @@ class Trainer:
     # ---- set-up -----------------------------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> TrainResult:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedType, set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 
         cfg = self.config
         accelerator = Accelerator(
             mixed_precision="bf16" if cfg.bf16 else "no",
             gradient_accumulation_steps=cfg.grad_accum,
+            # Every trainable parameter takes part in every step (see objective.py), except an unfrozen tower's
+            # layers past the feature layer's output (its post-LayerNorm, a pooling head), which DDP must be told of.
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.unfreeze_vision_tower)],
             # Without cpu=True accelerate ignores torchrun's environment on a machine without GPUs and each
             # process would train alone; with it, CPU processes form a gloo group.
             # DeepSpeed brings its own CPU accelerator, and accelerate only enables DeepSpeed with cpu=False.
