@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 # The CPU build of torch that this machine serves from local disk; the package itself only asks for a range.
 TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= dev,train,serve,eval
+# DeepSpeed lives in its own folder so the main environment stays without it (transformers imports an installed
+# deepspeed on every save_pretrained); only the `deepspeed`-marked tests put it on the path.
+DS_SITE := .deepspeed-site
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -29,9 +32,8 @@ test-all: setup $(DS_SITE)/.installed
 	$(PY) -m pytest -q -m "not gpu and not deepspeed"
 	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
 
-# DeepSpeed (tests marked `deepspeed`: ZeRO-2/3 on CPU, single process) lives in its own folder so that the main
-# environment stays without it (transformers imports an installed deepspeed on every save_pretrained).
-DS_SITE := .deepspeed-site
+# DeepSpeed (tests marked `deepspeed`: ZeRO-2/3 on CPU, single process) is installed in $(DS_SITE); its other
+# needs (torch, pydantic via the serve extra, numpy, packaging, psutil, tqdm) come from the main environment.
 $(DS_SITE)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps --target $(DS_SITE) "deepspeed>=0.15" hjson py-cpuinfo einops msgpack ninja
 	touch $@
