@@ -9,10 +9,13 @@ EXTRAS ?= dev,train,serve,eval
 # (they would replace torch); these few are what it imports. 0.6.1 is the newest release that runs with filelock 4.
 LMMS_EVAL_PIN ?= lmms-eval==0.6.1
 LMMS_EVAL_DEPS ?= loguru pytz sacrebleu evaluate tenacity pytablewriter
+# DeepSpeed lives in its own folder so the main environment stays without it (transformers imports an installed
+# deepspeed on every save_pretrained); only the `deepspeed`-marked tests put it on the path.
+DS_SITE := .deepspeed-site
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all lint format demo bench clean browser screenshot loadtest
+.PHONY: setup test test-slow test-all test-deepspeed lint format demo bench clean browser screenshot loadtest
 
 setup: $(VENV)/.installed
 
@@ -31,8 +34,18 @@ test: setup browser
 test-slow: setup browser
 	$(PY) -m pytest -q -m slow
 
-test-all: setup browser
-	$(PY) -m pytest -q -m "not gpu"
+test-all: setup browser $(DS_SITE)/.installed
+	$(PY) -m pytest -q -m "not gpu and not deepspeed"
+	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
+
+# DeepSpeed (tests marked `deepspeed`: ZeRO-2/3 on CPU, single process) is installed in $(DS_SITE); its other
+# needs (torch, pydantic via the serve extra, numpy, packaging, psutil, tqdm) come from the main environment.
+$(DS_SITE)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --target $(DS_SITE) "deepspeed>=0.15" hjson py-cpuinfo einops msgpack ninja
+	touch $@
+
+test-deepspeed: setup $(DS_SITE)/.installed
+	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
 
 # Headless Chromium for the web-page test (Debian's package; Playwright only drives it).
 CHROMIUM ?= /usr/bin/chromium
@@ -67,4 +80,4 @@ bench: setup
 	$(VENV)/bin/inf-llava bench all --layers $(BENCH_LAYERS) --output docs
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DS_SITE) build dist src/*.egg-info .pytest_cache .ruff_cache

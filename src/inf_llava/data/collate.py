@@ -1,0 +1,71 @@
+"""Training collation: right padding, ignored labels on padding, pixels only for the samples that have images.
+
+Right padding (the official training side) keeps every real token at the same position whatever the batch; the
+model's image-slot check then sees exactly as many images as slots, because only samples with images contribute
+``pixel_values`` (in batch order, which is the order the model scatters them in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from ..processing.tokenization import IGNORE_INDEX
+from .dataset import Example, InvalidExample
+
+
+@dataclass
+class TrainingBatch:
+    """A micro-batch. ``input_ids`` / ``labels`` / ``attention_mask`` ``(B, T)``; ``pixel_values``
+    ``(N_images, 3, H, W)`` or None. ``indices`` are dataset indices; ``invalid`` lists samples left out under
+    ``skip_invalid``."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor
+    pixel_values: torch.Tensor | None
+    indices: list[int]
+    invalid: list[InvalidExample] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.indices
+
+    @property
+    def num_supervised(self) -> int:
+        """Tokens that contribute to the loss: labels shifted by one, as the causal LM loss sees them."""
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+    def model_inputs(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        inputs = {
+            "input_ids": self.input_ids.to(device),
+            "attention_mask": self.attention_mask.to(device),
+            "labels": self.labels.to(device),
+        }
+        if self.pixel_values is not None:
+            inputs["pixel_values"] = self.pixel_values.to(device)
+        return inputs
+
+
+@dataclass(frozen=True)
+class TrainingCollator:
+    """``list[Example | InvalidExample] -> TrainingBatch`` (right padding with ``pad_token_id``, labels -100)."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: Sequence[Example | InvalidExample]) -> TrainingBatch:
+        valid = [e for e in examples if isinstance(e, Example)]
+        invalid = [e for e in examples if isinstance(e, InvalidExample)]
+        if not valid:
+            empty = torch.zeros((0, 0), dtype=torch.long)
+            return TrainingBatch(empty, empty.clone(), empty.clone(), None, [], invalid)
+        input_ids = pad_sequence([e.input_ids for e in valid], batch_first=True, padding_value=self.pad_token_id)
+        labels = pad_sequence([e.labels for e in valid], batch_first=True, padding_value=IGNORE_INDEX)
+        lengths = torch.tensor([len(e.input_ids) for e in valid])
+        attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()  # (B, T)
+        pixels = [e.pixel_values for e in valid if e.pixel_values is not None]
+        pixel_values = torch.cat(pixels) if pixels else None
+        return TrainingBatch(input_ids, labels, attention_mask, pixel_values, [e.index for e in valid], invalid)
