@@ -167,6 +167,7 @@ class InfLlavaEngine:
             max_new_tokens=max_new_tokens,
             eos_token_id=stop_ids,
             pad_token_id=self.processor.pad_token_id,
+            suppress_tokens=[self.processor.image_token_id],  # an image slot is never an answer token
         )
         if settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
@@ -174,6 +175,10 @@ class InfLlavaEngine:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if settings.max_time is not None:
             kwargs["max_time"] = settings.max_time
+        if self.device.type == "cpu" and not getattr(self.model, "hf_device_map", None):
+            # A preallocated KV cache: the default dynamic cache re-concatenates every layer's keys and values at
+            # each step, which on CPU costs more than the decode itself once batches grow (docs/performance.md).
+            kwargs["cache_implementation"] = "static"
         return kwargs
 
     def _completion(self, row: Sequence[int], n_prompt: int, stops: Sequence[str]) -> Completion:

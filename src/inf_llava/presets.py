@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -51,8 +51,9 @@ _TINY_CORPUS = (
 )
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A deterministic byte-level BPE tokenizer with Llama-3-style BOS handling and special tokens."""
+def build_tiny_tokenizer(vocab_size: int = 512, extra_corpus: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """A deterministic byte-level BPE tokenizer with Llama-3-style BOS handling and special tokens; ``extra_corpus``
+    adds text to learn merges from (e.g. a task's vocabulary)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     backend = Tokenizer(models.BPE())
@@ -65,7 +66,7 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         min_frequency=2,
         show_progress=False,
     )
-    backend.train_from_iterator(list(_TINY_CORPUS) * 4, trainer=trainer)
+    backend.train_from_iterator([*_TINY_CORPUS, *extra_corpus] * 4, trainer=trainer)
     bos = "<|begin_of_text|>"
     backend.post_processor = processors.Sequence(
         [

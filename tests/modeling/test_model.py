@@ -148,3 +148,15 @@ def test_import_has_no_side_effects():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "False"]
+
+
+def test_a_generated_image_token_does_not_break_decoding(tiny_model, tiny_processor, images):
+    # Make the image token the most likely next token: greedy decoding must go on (it is only an embedding then).
+    with torch.no_grad():
+        tiny_model.lm_head.weight[tiny_model.config.image_token_id] += 50.0
+    inputs = _inputs(tiny_processor, images[:2], ["What is this?", "Describe."])
+    out = tiny_model.generate(**inputs, max_new_tokens=3, do_sample=False, eos_token_id=None)
+    assert (out[:, -3:] == tiny_model.config.image_token_id).all()
+    engine = InfLlavaEngine(tiny_model, tiny_processor)  # the engine never emits image slots
+    completion = engine.complete([engine.question("Hi")], [[images[0]]])[0]
+    assert tiny_model.config.image_token_id not in completion.token_ids

@@ -1,8 +1,9 @@
-"""Run INF-LLaVA end to end offline.
+"""INF-LLaVA's main job, offline: answer questions that need high-resolution detail and global context.
 
-Until the trained demo model ships, this builds the untrained ``tiny`` preset (random weights, so its answers are
-noise) and shows every stage working: preprocessing, the DCM views, one batched tower call, the DEM, token
-splicing, KV-cached generation and a save/load round trip.
+Loads the shipped demo model (trained by `make ablation` on the synthetic high-resolution task), answers questions
+about a few bundled example images (question, answer, truth), draws what the model sees (local tiles, strided
+views, the low-resolution view and a DEM attention map) into a PNG, evaluates the bundled held-out test split and
+ends with `demo accuracy: <fraction> on <N> held-out questions`.
 """
 
 from __future__ import annotations
@@ -10,62 +11,76 @@ from __future__ import annotations
 import argparse
 
 NAME = "demo"
-HELP = "run the model end to end on bundled inputs (offline)"
+HELP = "run the shipped demo model on bundled examples and its held-out test split (offline)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tiny preset's weights")
-    parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument("--model", default=None, help="model directory (default: the shipped demo model)")
+    parser.add_argument("--assets", default=None, help="folder with examples/ and demo-test/ (default: the package's)")
+    parser.add_argument("--figure", default="runs/demo/inf-llava-demo.png", help="where to write the PNG")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N test questions")
+    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
+    import json
     import time
+    from pathlib import Path
 
     import torch
-    from PIL import Image, ImageDraw
 
+    from ..assets import ASSETS_DIR, resolve_model_path
+    from ..images import load_image
     from ..inference import GenerationSettings, InfLlavaEngine
-    from ..modeling.inf_llava import InfLlavaForConditionalGeneration
-    from ..presets import build_tiny
-    from ..processing.processor import InfLlavaProcessor
-
-    print("note: no trained demo model is shipped yet; running the untrained 'tiny' preset (answers are noise)")
-    model, processor = build_tiny(seed=args.seed)
-    cfg = model.config
-    geo = cfg.geometry
-    print(
-        f"geometry: grid {geo.grid_h}x{geo.grid_w}, view {geo.view_size}px, patch {geo.patch_size}px, "
-        f"high-res {geo.high_res_size[0]}x{geo.high_res_size[1]}, {geo.tokens_per_image} image tokens"
-    )
-
-    image = Image.new("RGB", (160, 100), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((10, 10, 60, 60), fill="red")
-    draw.rectangle((100, 40, 150, 90), fill="blue")
-    engine = InfLlavaEngine(model, processor)
-    question = "What color is the circle?"
-    inputs = engine.inputs([engine.question(question)], [[image]])
-    views = model.image_encoder.views(inputs["pixel_values"])
-    print(
-        f"pixel_values {tuple(inputs['pixel_values'].shape)} -> views {tuple(views.shape)} "
-        f"(local {geo.num_crops} + global {geo.num_crops}); prompt {inputs['input_ids'].shape[1]} tokens"
-    )
-    with torch.inference_mode():
-        feats = model.get_image_features(inputs["pixel_values"])
-    print(f"image features {tuple(feats.shape)} (tokens_per_image x LM width)")
+    from ..synthetic.evaluate import evaluate, normalize
+    from ..synthetic.ship import DEMO_TEST, EXAMPLES
+    from ..synthetic.visualize import figure
 
     start = time.perf_counter()
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
-    answer = engine.answer(image, question, settings)
-    print(f"Q: {question}\nA: {answer!r}  ({time.perf_counter() - start:.2f}s)")
+    assets = Path(args.assets) if args.assets else ASSETS_DIR
+    model_dir = resolve_model_path(args.model)
+    engine = InfLlavaEngine.from_pretrained(model_dir, dtype="fp32", device="cpu")
+    geo = engine.model.config.geometry
+    print(
+        f"model: {model_dir} ({sum(p.numel() for p in engine.model.parameters()) / 1e6:.1f}M parameters; "
+        f"{geo.grid_h}x{geo.grid_w} grid of {geo.view_size}-px views = {geo.high_res_size[0]}-px input, "
+        f"{geo.tokens_per_image} image tokens)"
+    )
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        reloaded = InfLlavaEngine(
-            InfLlavaForConditionalGeneration.from_pretrained(tmp), InfLlavaProcessor.from_pretrained(tmp)
-        )
-        same = reloaded.answer(image, question, settings) == answer
-    print(f"save/load round trip gives the same answer: {same}")
-    return 0 if same else 1
+    examples_dir = assets / EXAMPLES
+    records = json.loads((examples_dir / "examples.json").read_text())
+    settings = GenerationSettings(max_new_tokens=8)
+    print("\nExamples (detail questions are unanswerable from the low-resolution view by construction):")
+    for record in records:
+        image = load_image(examples_dir / record["image"])
+        turns = record["conversations"]
+        print(f"  {record['image']}")
+        for question, truth in zip(turns[0::2], turns[1::2]):
+            text = question["value"].replace("<image>", "").strip()
+            answer = engine.answer(image, text, settings)
+            mark = "ok" if normalize(answer) == normalize(truth["value"]) else "WRONG"
+            print(f"    Q: {text}\n    A: {answer!r}   truth: {truth['value']!r}   [{mark}]")
+
+    figure_path = figure(
+        engine.model,
+        engine.processor,
+        load_image(examples_dir / records[0]["image"]),
+        args.figure,
+        title="what INF-LLaVA sees: DCM views, the low-resolution view and DEM attention",
+    )
+    print(f"\nwrote {figure_path}")
+
+    torch.set_grad_enabled(False)
+    metrics = evaluate(
+        engine,
+        assets / DEMO_TEST / "test.json",
+        limit=args.limit,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    for kind, row in metrics["per_kind"].items():
+        print(f"  {kind.replace('_', ' '):>18}: {row['accuracy']:.3f} on {row['n']}")
+    print(f"({time.perf_counter() - start:.0f}s)")
+    print(f"demo accuracy: {metrics['accuracy']:.3f} on {metrics['n']} held-out questions")
+    return 0

@@ -135,7 +135,8 @@ class InfLlavaModel(InfLlavaPreTrainedModel):
         slots = self.image_slot_mask(input_ids, inputs_embeds)
         n_slots = int(slots.sum())
         n_features = 0 if image_features is None else image_features.shape[0] * image_features.shape[1]
-        if n_slots != n_features:
+        decoding = image_features is None and cache is not None and cache.get_seq_length() > 0
+        if n_slots != n_features and not decoding:  # a generated image token is just an embedding
             n_images = 0 if image_features is None else image_features.shape[0]
             raise ValueError(
                 f"image features and image tokens do not match: the prompt has {n_slots} image-token slots "

@@ -21,7 +21,15 @@ def truncated_vision_config(vision_config: PretrainedConfig, num_layers: int) ->
 
 
 def build_vision_tower(vision_config: PretrainedConfig, num_layers: int) -> PreTrainedModel:
-    return AutoModel.from_config(truncated_vision_config(vision_config, num_layers))
+    """The tower with ``num_layers`` layers. Its attention runs through :mod:`.attention` (``sdpa``, except half
+    precision on CPU) unless an implementation other than the default was requested."""
+    from . import attention
+
+    tower = AutoModel.from_config(truncated_vision_config(vision_config, num_layers))
+    if tower.config._attn_implementation in (None, "sdpa"):
+        attention.register()
+        tower.set_attn_implementation(attention.NAME)
+    return tower
 
 
 def patch_features(tower: PreTrainedModel, pixel_values: torch.Tensor, tokens_per_view: int) -> torch.Tensor:
