@@ -65,3 +65,34 @@ def test_questions_are_well_defined():
         qas = questions(scene, kind, rng)
         assert qas, scene
         assert len({qa.question for qa in qas}) == len(qas)  # no ambiguous duplicates
+
+
+def test_the_detail_answer_is_the_colour_of_the_box_at_full_resolution():
+    from inf_llava.synthetic.scenes import BOX_FILL, COLORS
+
+    rng = random.Random(7)
+    for _ in range(30):
+        scene = sample_scene(rng, "detail", 72, 3)
+        (qa,) = questions(scene, "detail", rng)
+        pixels = np.asarray(render(scene)).reshape(-1, 3)
+        empty = np.asarray(render(strip_details(scene))).reshape(-1, 3)
+        changed = pixels[(pixels != empty).any(axis=1)]
+        assert (changed == COLORS[qa.answer]).all()  # the mesh has exactly the answer's colour
+        box_pixels = (empty == BOX_FILL).all(axis=1).sum()
+        assert 0.7 < len(changed) / box_pixels < 8 / 9  # 8/9 of the inside (one-pixel margin left white)
+        assert qa.answer in answer_space(qa.question)
+
+
+def test_detail_in_context_boxes_differ_in_colour_and_place():
+    rng = random.Random(8)
+    for _ in range(50):
+        scene = sample_scene(rng, "detail_in_context", 72, 3)
+        a, b = scene.boxes
+        assert a.color != b.color and a.quadrant != b.quadrant
+        answers = {qa.question: qa.answer for qa in questions(scene, "detail_in_context", rng)}
+        assert answers == {f"Where is the {a.color} box?": a.quadrant, f"Where is the {b.color} box?": b.quadrant}
+
+
+def test_unknown_questions_have_no_answer_space():
+    with pytest.raises(ValueError, match="not a question"):
+        answer_space("How many dots are there?")

@@ -49,6 +49,11 @@ class InfLlavaConfig(PreTrainedConfig):
         vision_feature_layer: index into the tower's hidden states (embeddings output first); the tower is built only
             up to this layer.
         vision_feature_select_strategy: ``"patch"``: the ``p * p`` patch tokens (a leading class token is dropped).
+        vision_feature_norm: apply a (learned) LayerNorm to the selected tower features of every view before the DEM
+            and the low-resolution fusion. Off in the official model (a pretrained tower's feature scale is fixed).
+            For a tower trained from scratch, the low-resolution view's un-normalised features grow during training
+            while the DEM output is LayerNorm-ed, so the mean fusion drowns the high-resolution branch; this option
+            keeps both at one scale.
         use_low_res_view: also encode the whole image at the base size and fuse it with the DEM output.
         low_res_fusion: ``"mean"`` (official code) or ``"add"`` (the paper's wording).
         dem_num_heads: attention heads of the DEM cross-attention (official: 8).
@@ -79,6 +84,7 @@ class InfLlavaConfig(PreTrainedConfig):
     grid: int | list[int] = 3
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "patch"
+    vision_feature_norm: bool = False
     use_low_res_view: bool = True
     low_res_fusion: str = "mean"
     dem_num_heads: int = 8

@@ -160,6 +160,30 @@ def test_ablation_variants(tiny_tokenizer, perspectives, fusion, views):
         assert model.get_image_features(pixels).shape == (2, 36, 64)
 
 
+def test_vision_feature_norm_normalises_every_view_and_trains_with_the_connector(tiny_tokenizer, tmp_path):
+    from inf_llava.modeling.vision_tower import patch_features
+    from inf_llava.training.stages import apply_stage, get_stage
+
+    torch.manual_seed(0)
+    model = InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer, vision_feature_norm=True)).eval()
+    enc = model.image_encoder
+    views = torch.randn(2, 10, 3, 24, 24)
+    with torch.no_grad():
+        raw = patch_features(enc.vision_tower, views.flatten(0, 1), 36).unflatten(0, (2, 10))
+        feats = enc.view_features(views)
+    assert torch.allclose(feats, torch.nn.functional.layer_norm(raw, (32,)), atol=1e-5)
+    assert torch.allclose(feats.mean(-1), torch.zeros(2, 10, 36), atol=1e-5)
+    assert InfLlavaForConditionalGeneration(tiny_config(tiny_tokenizer)).image_encoder.feature_norm is None
+    counts = apply_stage(model, get_stage("pretrain"))
+    assert counts["projector"] == sum(p.numel() for p in enc.projector.parameters()) + 64
+    assert enc.feature_norm.weight.requires_grad and not any(p.requires_grad for p in enc.vision_tower.parameters())
+    model.save_pretrained(tmp_path)
+    again = InfLlavaForConditionalGeneration.from_pretrained(tmp_path)
+    assert again.config.vision_feature_norm and torch.equal(
+        again.image_encoder.feature_norm.weight, enc.feature_norm.weight
+    )
+
+
 def test_frozen_tower_builds_no_graph(tiny_model):
     model = tiny_model.train()
     for p in model.image_encoder.vision_tower.parameters():

@@ -1,7 +1,8 @@
 """Generate the synthetic high-resolution VQA task as LLaVA-format JSON + images.
 
-Three question kinds: detail (dot counts, stripe orientation in a small box; invisible in the low-resolution view
-by construction), global (shape layout) and detail-in-context (a detail among several boxes, or where it is).
+Three question kinds: detail (the colour of a box's fine mesh, invisible in the low-resolution view by
+construction), global (the large shape's colour, kind and place) and detail-in-context (where the box of a given
+colour is, among two).
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ class InfLlavaImageEncoder(nn.Module):
         self.perspective_fusion = config.perspective_fusion
         width = config.vision_config.hidden_size
         self.vision_tower = build_vision_tower(config.vision_config, config.num_tower_layers)
+        self.feature_norm = nn.LayerNorm(width) if config.vision_feature_norm else None
         self.dem = None
         if self.uses_dem:
             self.dem = DualPerspectiveEnhancement(
@@ -146,6 +147,8 @@ class InfLlavaImageEncoder(nn.Module):
         tower_trainable = any(p.requires_grad for p in self.vision_tower.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and tower_trainable):
             feats = patch_features(self.vision_tower, flat, self.geometry.tokens_per_view)
+        if self.feature_norm is not None:
+            feats = self.feature_norm(feats)
         return feats.unflatten(0, (B, V))
 
     def high_res_features(self, feats: torch.Tensor) -> torch.Tensor | None:

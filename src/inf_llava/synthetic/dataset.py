@@ -28,8 +28,10 @@ def generate_split(
     image_size: int = 96,
     grid: int = 3,
     questions_per_image: int = 1,
+    describe: bool = False,
 ) -> Path:
-    """Generate ``count`` images of ``split`` under ``output``; returns the JSON path."""
+    """Generate ``count`` images of ``split`` under ``output``; returns the JSON path. Training splits
+    (``questions_per_image > 1``) may add the full scene description as one more turn (``describe``)."""
     if grid % 2 == 0:
         raise ValueError(f"the synthetic task needs an odd grid (its base view is a centre pick), got {grid}")
     if image_size % grid:
@@ -42,7 +44,7 @@ def generate_split(
         kind = KINDS[index % len(KINDS)]
         scene = sample_scene(rng, kind, image_size, grid)
         if questions_per_image > 1:
-            qas = training_questions(scene, kind, rng, questions_per_image)
+            qas = training_questions(scene, kind, rng, questions_per_image, describe_scene=describe)
         else:
             qas = questions(scene, kind, rng)[:1]
         sample_id = f"{split}-{index:06d}"
@@ -77,6 +79,7 @@ def generate(
     image_size: int = 96,
     grid: int = 3,
     questions_per_image: int = 3,
+    describe: bool = False,
 ) -> dict[str, Path]:
     """All three splits; training images carry up to ``questions_per_image`` questions."""
     counts = {"train": train, "validation": validation, "test": test}
@@ -89,6 +92,7 @@ def generate(
             image_size=image_size,
             grid=grid,
             questions_per_image=questions_per_image if split == "train" else 1,
+            describe=describe and split == "train",
         )
         for split in SPLITS
     }

@@ -62,9 +62,12 @@ class Recipe:
     train_images: int = 6000
     validation_images: int = 300
     test_images: int = 300
-    questions_per_image: int = 3
+    questions_per_image: int = 6
+    describe: bool = False  # add the full scene description as a training turn (dense supervision)
+    match_embedding_scale: bool = True  # start image tokens at the scale of the LM's text embeddings
+    feature_norm: bool = True  # config.vision_feature_norm: one scale for the low-res view and the DEM output
     data_seed: int = 0
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 16
     lr: float = 1e-3
     warmup_ratio: float = 0.05
@@ -111,6 +114,7 @@ def model_config(recipe: Recipe, tokenizer, variant: str = "inf_llava") -> InfLl
         grid=recipe.grid,
         dem_num_heads=recipe.vision_heads,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_norm=recipe.feature_norm,
         **VARIANTS[variant],
     )
 
@@ -123,10 +127,30 @@ def build_model(recipe: Recipe, variant: str, seed: int):
     config = model_config(recipe, tokenizer, variant)
     torch.manual_seed(seed)
     model = InfLlavaForConditionalGeneration(config)
+    if recipe.match_embedding_scale:
+        _match_embedding_scale(model, recipe)
     stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|eot_id|>", "<|end_of_text|>")]
     model.generation_config.eos_token_id = stops
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, processor_for(config, tokenizer, template=recipe.template)
+
+
+@torch.no_grad()
+def _match_embedding_scale(model, recipe: Recipe) -> None:
+    """Scale the projector's last layer so that image tokens start with the norm of text-token embeddings.
+
+    Trained from scratch, the default initialisations give image tokens ~60x the norm of the text embeddings
+    (PyTorch's default init for the projector vs the LM's std-0.02 embeddings); the LM then struggles to learn to
+    read them. The official model never meets this: its projector is trained against a pretrained LM in stage 1.
+    """
+    torch.manual_seed(0)
+    pixels = torch.randn(4, 3, recipe.image_size, recipe.image_size)
+    image_norm = model.get_image_features(pixels).norm(dim=-1).mean()
+    text_norm = model.get_input_embeddings().weight.norm(dim=-1).mean()
+    last = model.image_encoder.projector[-1]
+    scale = (text_norm / image_norm).item()
+    last.weight.mul_(scale)
+    last.bias.mul_(scale)
 
 
 def prepare_data(recipe: Recipe, directory: Path) -> dict[str, Path]:
@@ -139,6 +163,7 @@ def prepare_data(recipe: Recipe, directory: Path) -> dict[str, Path]:
         "validation": recipe.validation_images,
         "test": recipe.test_images,
         "questions_per_image": recipe.questions_per_image,
+        "describe": recipe.describe,
     }
     stamp_file = directory / "data.json"
     paths = {split: directory / f"{split}.json" for split in ("train", "validation", "test")}
@@ -155,6 +180,7 @@ def prepare_data(recipe: Recipe, directory: Path) -> dict[str, Path]:
         image_size=recipe.image_size,
         grid=recipe.grid,
         questions_per_image=recipe.questions_per_image,
+        describe=recipe.describe,
     )
     atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
     return paths

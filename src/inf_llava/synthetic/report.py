@@ -109,11 +109,13 @@ def write(results: dict[str, Any], docs_dir: str | Path, test_split: Path, comma
         f"{sorted({r['seed'] for r in results['runs'].values()})}; accuracy is exact match on the "
         f"{recipe['test_images']} held-out test questions (kinds balanced).",
         "",
-        "The task (`inf-llava synth`): 72x72 images (3x3 grid of 24-px views) with large shapes and small boxes. "
-        "*Detail* questions ask for a box's content (dot count, stripe orientation), drawn only on pixels the "
-        "low-resolution view never samples, so that view is identical whatever the answer (checked in "
-        "`tests/test_synthetic.py`); *global* questions ask about the large shapes; *detail in context* questions "
-        "combine a box's content and its place among several boxes.",
+        "The task (`inf-llava synth`): 72x72 images (3x3 grid of 24-px views), each with one large shape and one "
+        "or two boxes filled with a fine coloured mesh. The mesh skips exactly the pixels the low-resolution view "
+        "samples, so in that view every box is plain white whatever its colour (checked in "
+        "`tests/test_synthetic.py`). *Global* questions ask about the shape (colour, kind, quadrant); *detail* "
+        "questions ask for the colour of the only box; *detail in context* questions ask where the box of a given "
+        "colour is, among two (from the low-resolution view alone the best possible is 0.5: pick one of the two "
+        "white boxes).",
         "",
         f"Model: ViT {recipe['vision_layers']} layers x {recipe['vision_width']} (patch {recipe['patch_size']}, "
         f"{(recipe['view_size'] // recipe['patch_size']) ** 2} tokens per view), Llama {recipe['lm_layers']} layers x "

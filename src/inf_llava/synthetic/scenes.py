@@ -1,12 +1,13 @@
-"""Synthetic high-resolution scenes: large shapes (visible at any resolution) and small boxes whose content is
-visible only at full resolution.
+"""Synthetic high-resolution scenes: large shapes (visible at any resolution) and boxes whose colour is visible
+only at full resolution.
 
 An image is ``n * S`` pixels square (the model's high-resolution size). The model's low-resolution view is the
 bicubic ``1/n`` downscale, which for odd ``n`` is an exact pick of the pixels at phase ``((n-1)/2, (n-1)/2)`` (spec
-section 6). Box *contents* (dots, stripes) are drawn only on pixels of the other phases, so the low-resolution view
-of a scene is identical whatever the box contents are: detail questions are unanswerable from it by construction
-(:func:`base_view` + :func:`strip_details` let tests check exactly that). Shapes and the boxes themselves cover
-every phase and are visible in all views.
+section 6). A box is a white square filled with a fine coloured mesh: every pixel is inked except those at the
+centre phase, so at full resolution the box is 8/9 coloured and in the low-resolution view it is plain white whatever
+its colour: detail questions are unanswerable from that view by construction (:func:`base_view` +
+:func:`strip_details` let tests check exactly that). Shapes and the box outlines cover every phase and are visible
+in all views.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from PIL import Image, ImageDraw
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("circle", "square", "triangle")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
-ORIENTATIONS = ("horizontal", "vertical")
 BACKGROUND = (200, 200, 200)
 BOX_FILL = (250, 250, 250)
-INK = (20, 20, 20)
+BOX_FRACTION = 1 / 3  # box side as a fraction of the image side
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,10 @@ class Shape:
 
 @dataclass(frozen=True)
 class Box:
-    """A white box in a quadrant holding either ``dots`` single-pixel dots or a stripe texture."""
+    """A white box in a quadrant holding a fine mesh of ``color``."""
 
     quadrant: str
-    dots: int = 0  # 0 when the box holds stripes
-    stripes: str | None = None
+    color: str
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Scene:
     grid: int  # n; contents avoid the phase ((n-1)/2, (n-1)/2)
     shapes: tuple[Shape, ...] = ()
     boxes: tuple[Box, ...] = ()
-    seed: int = 0  # placement jitter and dot positions
+    seed: int = 0  # placement jitter
     details: bool = field(default=True)  # False renders boxes empty (for checks)
 
 
@@ -68,7 +67,7 @@ def _layout(scene: Scene) -> tuple[dict[str, tuple[int, int, int, int]], dict[st
     rng = random.Random(scene.seed)
     n = scene.grid
     half = scene.size // 2
-    box_side = _round_to(max(4 * n, scene.size // 6), n)
+    box_side = _round_to(max(5 * n, int(scene.size * BOX_FRACTION)), n)
     shape_side = _round_to(int(half * 0.7), n)
     shapes, boxes = {}, {}
     for shape in scene.shapes:
@@ -101,39 +100,21 @@ def render(scene: Scene) -> Image.Image:
         else:
             draw.polygon([(left + w // 2, top), (left, top + h - 1), (left + w - 1, top + h - 1)], fill=color)
     pixels = np.asarray(image).copy()
-    rng = random.Random(scene.seed * 7919 + 1)
     for box in scene.boxes:
         top, left, h, w = box_rects[box.quadrant]
         pixels[top : top + h, left : left + w] = BOX_FILL
         if scene.details:
-            for y, x in _detail_pixels(box, top, left, h, w, scene.grid, rng):
-                pixels[y, x] = INK
+            pixels[_mesh(top, left, h, w, scene.grid)] = COLORS[box.color]
     return Image.fromarray(pixels)
 
 
-def _detail_pixels(box: Box, top: int, left: int, h: int, w: int, n: int, rng: random.Random):
-    """Pixels of the box content, never at the centre phase; a 1-pixel margin inside the box."""
+def _mesh(top: int, left: int, h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the box's mesh: every pixel inside a one-pixel margin except those at the centre phase ``c``
+    (the ones the low-resolution view samples)."""
     c = (n - 1) // 2
-    cells = [
-        (y, x)
-        for y in range(top + 1, top + h - 1)
-        for x in range(left + 1, left + w - 1)
-        if not ((y % n) == c and (x % n) == c)
-    ]
-    if box.stripes is not None:
-        # Lines on the phase-0 rows (horizontal) or columns (vertical): never the centre phase when n > 1.
-        axis = 0 if box.stripes == "horizontal" else 1
-        return [(y, x) for y, x in cells if (y if axis == 0 else x) % n == 0]
-    chosen: list[tuple[int, int]] = []
-    rng.shuffle(cells)
-    for y, x in cells:  # well-separated dots so that they can be counted
-        if all(max(abs(y - yy), abs(x - xx)) > n for yy, xx in chosen):
-            chosen.append((y, x))
-            if len(chosen) == box.dots:
-                break
-    if len(chosen) != box.dots:
-        raise ValueError(f"a {h}x{w} box cannot hold {box.dots} separated dots")
-    return chosen
+    ys, xs = np.mgrid[top + 1 : top + h - 1, left + 1 : left + w - 1]
+    inked = (ys % n != c) | (xs % n != c)
+    return ys[inked], xs[inked]
 
 
 def base_view(image: Image.Image, grid: int) -> np.ndarray:

@@ -62,7 +62,7 @@ def model_card(run: dict[str, Any], results: dict[str, Any]) -> str:
 
 A small INF-LLaVA (DCM + DEM) trained from scratch on CPU, vision tower included, on this package's synthetic
 high-resolution VQA task (`inf-llava synth`). It exists so that `make demo` and every command's default model run
-offline; it knows nothing but the synthetic scenes (shapes, boxes with dots or stripes).
+offline; it knows nothing but the synthetic scenes (shapes, boxes filled with a fine coloured mesh).
 
 - Architecture: CLIP-style ViT, {recipe["vision_layers"]} layers x {recipe["vision_width"]} wide,
   {recipe["view_size"]}-px views of {recipe["patch_size"]}-px patches; {recipe["grid"]}x{recipe["grid"]} DCM grid

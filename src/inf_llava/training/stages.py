@@ -20,7 +20,8 @@ MODULE_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "vision_tower": ("model.image_encoder.vision_tower.",),
         "dem": ("model.image_encoder.dem.",),
-        "projector": ("model.image_encoder.projector.",),
+        # the optional feature LayerNorm (config.vision_feature_norm) is part of the connector
+        "projector": ("model.image_encoder.projector.", "model.image_encoder.feature_norm."),
         "language_model": ("model.language_model.", "lm_head."),
     }
 )
