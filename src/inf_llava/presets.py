@@ -87,33 +87,56 @@ def build_tiny_tokenizer(vocab_size: int = 512, extra_corpus: Sequence[str] = ()
     )
 
 
-def tiny_config(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> InfLlavaConfig:
+def small_config(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    view_size: int = 24,
+    patch_size: int = 4,
+    vision_width: int = 32,
+    vision_intermediate: int = 64,
+    vision_layers: int = 3,
+    vision_heads: int = 4,
+    lm_width: int = 64,
+    lm_intermediate: int = 128,
+    lm_layers: int = 2,
+    lm_heads: int = 4,
+    lm_kv_heads: int = 2,
+    max_positions: int = 2048,
+    **settings: Any,
+) -> InfLlavaConfig:
+    """A from-scratch INF-LLaVA of the given sizes: CLIP-style ViT + Llama with ``tokenizer``'s vocabulary and special
+    ids; ``settings`` go to :class:`InfLlavaConfig` (DEM heads default to the ViT's)."""
     vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=24,
-        patch_size=4,
-        projection_dim=32,
+        hidden_size=vision_width,
+        intermediate_size=vision_intermediate,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=vision_heads,
+        image_size=view_size,
+        patch_size=patch_size,
+        projection_dim=vision_width,
     )
     text = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=lm_width,
+        intermediate_size=lm_intermediate,
+        num_hidden_layers=lm_layers,
+        num_attention_heads=lm_heads,
+        num_key_value_heads=lm_kv_heads,
         vocab_size=len(tokenizer),
-        max_position_embeddings=2048,
+        max_position_embeddings=max_positions,
         rope_theta=10000.0,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    settings: dict[str, Any] = dict(dem_num_heads=4, image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
-    settings.update(overrides)
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    settings = {"dem_num_heads": vision_heads, "image_token_id": image_token_id} | settings
     return InfLlavaConfig(vision_config=vision, text_config=text, **settings)
+
+
+def tiny_config(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> InfLlavaConfig:
+    """The tiny preset: a 3-layer ViT (24-px views, 4-px patches) + a 2-layer Llama, widths 32 / 64."""
+    return small_config(tokenizer, **overrides)
 
 
 def official_config(**overrides: Any) -> InfLlavaConfig:

@@ -395,7 +395,8 @@ def test_remote_images_only_when_enabled_and_bounded(engine, pictures):
         "/big.png": (200, {"Content-Type": "image/png"}, picture + b"\0" * 60_000),
         "/to-file": (302, {"Location": "file:///etc/passwd"}, b""),
     }
-    with file_server(routes) as origin, serving(engine, allow_remote_images=True, remote_max_bytes=50_000) as remote:
+    settings = dict(allow_remote_images=True, remote_max_bytes=50_000, allow_private_image_hosts=True)
+    with file_server(routes) as origin, serving(engine, **settings) as remote:
         client = openai.OpenAI(base_url=remote.url + "/v1", api_key="x", max_retries=0)
         fetched = client.chat.completions.create(model=MODEL, messages=user("What?", origin + "/cat.png"), max_tokens=8)
         inline = client.chat.completions.create(model=MODEL, messages=user("What?", data_url(picture)), max_tokens=8)
@@ -410,6 +411,20 @@ def test_remote_images_only_when_enabled_and_bounded(engine, pictures):
             assert_openai_error(status, body, 400, fragment)
         status, body, _ = post(url, {"model": MODEL, "messages": user("What?", "file:///etc/hostname")})
         assert_openai_error(status, body, 400, "never read")
+
+
+def test_remote_images_from_non_public_addresses_are_refused(engine, pictures):
+    routes = {"/cat.png": (200, {"Content-Type": "image/png"}, pictures[0].read_bytes())}
+    with file_server(routes) as origin, serving(engine, allow_remote_images=True) as remote:
+        url = remote.url + "/v1/chat/completions"
+        port = origin.rsplit(":", 1)[1]
+        for target in (origin, f"http://localhost:{port}", f"http://[::ffff:127.0.0.1]:{port}"):
+            status, body, _ = post(url, {"model": MODEL, "messages": user("What?", target + "/cat.png")})
+            assert_openai_error(status, body, 400, "not a public address")
+        status, body, _ = post(url, {"model": MODEL, "messages": user("What?", "http://169.254.169.254/latest")})
+        assert_openai_error(status, body, 400, "could not fetch")
+        status, _, _ = post(url, {"model": MODEL, "messages": user("What?", data_url(pictures[0].read_bytes()))})
+        assert status == 200  # still serving
 
 
 def test_views_endpoint_shows_the_dcm_layout(server, engine):

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or $INF_LLAVA_API_KEY)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this origin (CORS)")
     parser.add_argument("--allow-remote-images", action="store_true", help="fetch http(s) image URLs")
+    parser.add_argument(
+        "--allow-private-image-hosts",
+        action="store_true",
+        help="with --allow-remote-images, also fetch from loopback / private / link-local addresses",
+    )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes, metavar="N")
     limits.add_argument("--max-images", type=int, default=d.max_images, metavar="N", help="images per request")

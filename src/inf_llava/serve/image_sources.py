@@ -1,8 +1,10 @@
 """Turning an ``image_url`` from a request into a PIL image, safely.
 
 - ``data:`` URLs (base64) are decoded and checked like any image (size, pixel limit, format);
-- ``http(s)`` URLs are fetched only when the server allows remote images, with a timeout, a byte limit and
-  redirects restricted to http(s) (no ``file:`` / ``ftp:`` via a redirect);
+- ``http(s)`` URLs are fetched only when the server allows remote images, with a timeout, a byte limit,
+  redirects restricted to http(s) (no ``file:`` / ``ftp:`` via a redirect), no proxies, and only from public
+  addresses: the address a connection actually reached is checked (so redirects and DNS rebinding cannot reach
+  loopback, private, link-local or cloud-metadata addresses) unless private hosts are explicitly allowed;
 - local paths and ``file:`` URLs are always refused: a request must never read the server's disk.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
+import ipaddress
 import urllib.error
 import urllib.request
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -77,12 +81,49 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """An opener with http(s) handlers only (the default one also opens file: and ftp: URLs)."""
+def _check_peer(sock, host: str) -> None:
+    address = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if not address.is_global:
+        sock.close()
+        raise OSError(f"{host} resolves to {address}, not a public address (see --allow-private-image-hosts)")
+
+
+class _PublicHTTPConnection(http.client.HTTPConnection):
+    def connect(self):
+        super().connect()
+        _check_peer(self.sock, self.host)
+
+
+class _PublicHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        _check_peer(self.sock, self.host)
+
+
+class _PublicHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_PublicHTTPConnection, req)
+
+
+class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_PublicHTTPSConnection, req, context=self._context)
+
+
+def _opener(public_only: bool = True) -> urllib.request.OpenerDirector:
+    """An opener with http(s) handlers only (the default one also opens file: and ftp: URLs, and uses proxies);
+    with ``public_only`` every connection must reach a public address."""
     opener = urllib.request.OpenerDirector()
+    http_handler, https_handler = (
+        (_PublicHTTPHandler(), _PublicHTTPSHandler())
+        if public_only
+        else (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler())
+    )
     for handler in (
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
+        http_handler,
+        https_handler,
         _HttpOnlyRedirects(),
         urllib.request.HTTPErrorProcessor(),
         urllib.request.HTTPDefaultErrorHandler(),
@@ -95,7 +136,7 @@ def _fetch(url: str, label: str, settings: ServerSettings) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "inf-llava-server"})
     limit = settings.remote_max_bytes
     try:
-        with _opener().open(request, timeout=settings.remote_timeout) as response:
+        with _opener(not settings.allow_private_image_hosts).open(request, timeout=settings.remote_timeout) as response:
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise APIError(

@@ -26,7 +26,9 @@ class ServerSettings:
         max_batch_size: requests that share one generate call; ``batch_wait_ms``: how long the scheduler waits for
             companions once a request arrives (0: batch only what is already queued).
         allow_remote_images: fetch ``http(s)`` image URLs (off by default); ``remote_max_bytes`` and
-            ``remote_timeout`` bound each fetch. Local paths and ``file:`` URLs are always refused.
+            ``remote_timeout`` bound each fetch, which must reach a public address unless
+            ``allow_private_image_hosts`` (loopback, private, link-local, metadata addresses). Local paths and
+            ``file:`` URLs are always refused.
     """
 
     model_name: str | None = None
@@ -44,6 +46,7 @@ class ServerSettings:
     allow_remote_images: bool = False
     remote_max_bytes: int = 10 * 1024 * 1024
     remote_timeout: float = 10.0
+    allow_private_image_hosts: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_images", "default_max_tokens", "max_tokens_limit", "max_pending"):

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig
 
 from ..configuration import InfLlavaConfig
 from ..jsonl import atomic_write_text
-from ..presets import IMAGE_TOKEN, build_tiny_tokenizer, processor_for
+from ..presets import build_tiny_tokenizer, processor_for, small_config
 from .dataset import generate
 from .tasks import vocabulary_corpus
 
@@ -86,34 +85,21 @@ def build_tokenizer():
 def model_config(recipe: Recipe, tokenizer, variant: str = "inf_llava") -> InfLlavaConfig:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    vision = CLIPVisionConfig(
-        hidden_size=recipe.vision_width,
-        intermediate_size=4 * recipe.vision_width,
-        num_hidden_layers=recipe.vision_layers,
-        num_attention_heads=recipe.vision_heads,
-        image_size=recipe.view_size,
+    return small_config(
+        tokenizer,
+        view_size=recipe.view_size,
         patch_size=recipe.patch_size,
-        projection_dim=recipe.vision_width,
-    )
-    text = LlamaConfig(
-        hidden_size=recipe.lm_width,
-        intermediate_size=int(8 / 3 * recipe.lm_width) // 8 * 8,
-        num_hidden_layers=recipe.lm_layers,
-        num_attention_heads=recipe.lm_heads,
-        num_key_value_heads=recipe.lm_heads,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=1024,
-        rope_theta=10000.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return InfLlavaConfig(
-        vision_config=vision,
-        text_config=text,
+        vision_width=recipe.vision_width,
+        vision_intermediate=4 * recipe.vision_width,
+        vision_layers=recipe.vision_layers,
+        vision_heads=recipe.vision_heads,
+        lm_width=recipe.lm_width,
+        lm_intermediate=int(8 / 3 * recipe.lm_width) // 8 * 8,
+        lm_layers=recipe.lm_layers,
+        lm_heads=recipe.lm_heads,
+        lm_kv_heads=recipe.lm_heads,
+        max_positions=1024,
         grid=recipe.grid,
-        dem_num_heads=recipe.vision_heads,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         vision_feature_norm=recipe.feature_norm,
         **VARIANTS[variant],
     )

@@ -120,7 +120,14 @@ def write(results: dict[str, Any], docs_dir: str | Path, test_split: Path, comma
         f"Model: ViT {recipe['vision_layers']} layers x {recipe['vision_width']} (patch {recipe['patch_size']}, "
         f"{(recipe['view_size'] // recipe['patch_size']) ** 2} tokens per view), Llama {recipe['lm_layers']} layers x "
         f"{recipe['lm_width']}, {recipe['template']} template; {recipe['train_images']} training images with up to "
-        f"{recipe['questions_per_image']} questions each.",
+        f"{recipe['questions_per_image']} questions each. "
+        + (
+            "The tower's selected features are LayerNorm-ed (`vision_feature_norm=True`): trained from scratch, the "
+            "low-resolution view's raw features grew about 4x during training while the DEM output is LayerNorm-ed, "
+            "and the official mean fusion then drowned the high-resolution branch (detail questions stayed at chance)."
+            if recipe.get("feature_norm")
+            else ""
+        ),
         "",
         "![ablation](img/ablation.png)",
         "",
