@@ -143,6 +143,17 @@ def write(results: dict[str, Any], docs_dir: str | Path, test_split: Path, comma
     lines += [f"- {'holds' if ok else '**does not hold**'}: {text}" for text, ok in orderings(table)]
     lines += [
         "",
+        "How the variants see a box (what explains most of the table): the DCM + DEM model pools the DEM map as the "
+        "official code does, by a bilinear resize that for a 3x3 grid is an exact pick of the centre token of "
+        "every 3x3 block, so its output reads the local tiles' tokens at 1/9 of the positions (plus what the DEM's "
+        "attention brings there) and the centre strided view, which is the low-resolution view itself. The variants "
+        "without DEM pool by averaging (the paper's `F_pool`), so every position of the local tiles, or all nine "
+        "strided views, reach the output directly: for the global-crops variant the average of the nine strided "
+        'views at a box is the mesh colour itself. `dem_pooling="avg"` (the paper\'s wording) gives the DEM the same '
+        "access.",
+    ]
+    lines += [
+        "",
         "## Every run",
         "",
         "| variant | seed | validation | test | " + " | ".join(KINDS) + " |",
