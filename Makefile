@@ -74,7 +74,7 @@ demo: setup
 	$(VENV)/bin/inf-llava demo
 
 # The paper's ablation in miniature on the synthetic task (5 variants x 3 seeds, trained from scratch on CPU, about
-# 75 minutes on 2 cores): rewrites docs/ablation.md, docs/ablation.json and docs/img/ablation.png, and ships the best
+# 2 hours on 2 cores): rewrites docs/ablation.md, docs/ablation.json and docs/img/ablation.png, and ships the best
 # INF-LLaVA run as the demo model (src/inf_llava/assets). Rerunning skips finished runs (runs/ablation/results.json).
 ablation: setup
 	$(VENV)/bin/inf-llava ablation --work-dir runs/ablation --docs docs --ship
