@@ -66,7 +66,8 @@ offline; it knows nothing but the synthetic scenes (shapes, boxes filled with a 
 
 - Architecture: CLIP-style ViT, {recipe["vision_layers"]} layers x {recipe["vision_width"]} wide,
   {recipe["view_size"]}-px views of {recipe["patch_size"]}-px patches; {recipe["grid"]}x{recipe["grid"]} DCM grid
-  ({high}-px high-resolution input); DEM; `mlp2x_gelu` projector;
+  ({high}-px high-resolution input); tower features LayerNorm-ed (`vision_feature_norm`); DEM; `mlp2x_gelu`
+  projector;
   Llama {recipe["lm_layers"]} layers x {recipe["lm_width"]}; a byte-level BPE tokenizer with Llama-3 special tokens;
   `{recipe["template"]}` template.
 - Training: `inf-llava train --stage finetune --unfreeze-vision-tower`, {recipe["steps"]} steps of batch
