@@ -3,11 +3,15 @@
 PyTorch's CPU flash-attention kernel does not use the AMX / AVX512-BF16 matrix units for bf16, so there it runs at
 a sixth of the GEMM rate; two bf16 matmuls with a softmax in between are about 1.9x faster for CLIP's shapes. That is
 also exactly the official code's bf16 arithmetic (transformers 4.37 CLIP eager attention: scores, softmax and weighted
-sum in the tensor dtype). Registered with transformers' ``AttentionInterface`` under :data:`NAME`; the image encoder
+sum in the tensor dtype). When the scale is a power of two (head dim 64: 1/8) it is applied to the queries before the
+first matmul, which is bit-identical (scaling by a power of two commutes with rounding) and touches 1/9 as many
+elements as scaling the ``L x L`` scores. Registered with transformers' ``AttentionInterface`` under :data:`NAME`; the image encoder
 selects it for its tower unless another implementation was requested.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from transformers import AttentionInterface
@@ -24,7 +28,10 @@ def attention_forward(module, query, key, value, attention_mask, scaling=None, d
         )
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if math.frexp(scaling)[0] == 0.5:  # a power of two: exact either way, cheaper on the queries
+        scores = torch.matmul(query * scaling, key.transpose(2, 3))
+    else:
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         scores = scores + attention_mask
     weights = torch.softmax(scores, dim=-1)
