@@ -4,9 +4,9 @@ PyTorch's CPU flash-attention kernel does not use the AMX / AVX512-BF16 matrix u
 a sixth of the GEMM rate; two bf16 matmuls with a softmax in between are about 1.9x faster for CLIP's shapes. That is
 also exactly the official code's bf16 arithmetic (transformers 4.37 CLIP eager attention: scores, softmax and weighted
 sum in the tensor dtype). When the scale is a power of two (head dim 64: 1/8) it is applied to the queries before the
-first matmul, which is bit-identical (scaling by a power of two commutes with rounding) and touches 1/9 as many
-elements as scaling the ``L x L`` scores. Registered with transformers' ``AttentionInterface`` under :data:`NAME`; the image encoder
-selects it for its tower unless another implementation was requested.
+first matmul, which is bit-identical (scaling by a power of two commutes with rounding) and touches far fewer
+elements than scaling the ``L x L`` scores. Registered with transformers' ``AttentionInterface`` under
+:data:`NAME`; the image encoder selects it for its tower unless another implementation was requested.
 """
 
 from __future__ import annotations
