@@ -16,7 +16,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .geometry import Geometry, normalize_grid
 
-# The official vision tower, openai/clip-vit-large-patch14-336 (spec section 2).
+# The official vision tower (spec section 2): its hub repository and its config.
+CLIP_L14_336_REPO = "openai/clip-vit-large-patch14-336"
 CLIP_L14_336 = {
     "hidden_size": 1024,
     "intermediate_size": 4096,

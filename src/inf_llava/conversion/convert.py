@@ -249,7 +249,7 @@ def plan_conversion(
             repository downloaded; ``checkpoint``: the embedded copy; ``tower``: the repository (downloaded if
             needed).
         processor_mode: ``high_res`` (official training-path preprocessing, default) or ``base`` (official
-            inference path: 336 processing and an in-model bicubic upsample).
+            inference path: stock base-size processing and an in-model bicubic upsample).
         hub_kwargs: ``revision``, ``cache_dir``, ``token``, ``local_files_only`` for hub ids.
     """
     if vision_weights not in VISION_WEIGHTS:

@@ -24,7 +24,7 @@ from typing import Any
 
 from transformers import AutoConfig, CLIPVisionConfig, GenerationConfig, LlamaConfig, PreTrainedConfig
 
-from ..configuration import CLIP_L14_336, InfLlavaConfig
+from ..configuration import CLIP_L14_336, CLIP_L14_336_REPO, InfLlavaConfig
 from ..errors import ModelLoadError
 from ..processing.image_processing import CLIP_MEAN, CLIP_STD, InfLlavaImageProcessor
 from ..processing.processor import InfLlavaProcessor
@@ -32,7 +32,7 @@ from .checkpoint import TensorInfo
 from .keys import OFFICIAL_DEM_PREFIX, OFFICIAL_VISION_PREFIX
 
 OFFICIAL_MODEL_TYPES = ("llava_llama",)
-OFFICIAL_CLIP = "openai/clip-vit-large-patch14-336"
+OFFICIAL_CLIP = CLIP_L14_336_REPO
 OFFICIAL_GRID = 3  # hard-coded in the official encode_images
 OFFICIAL_DEM_HEADS = 8  # hard-coded in the official SpatialEmbed
 PREFERRED_IMAGE_TOKEN = "<|reserved_special_token_0|>"

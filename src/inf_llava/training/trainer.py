@@ -552,7 +552,7 @@ def _publish(staging: Path, output: Path) -> None:
 
 def training_image_processor(processor, aspect_ratio: str):
     """The official training preprocessing (spec 8.2) with the model processor's statistics: the high-resolution
-    size (a processor saved for the "base" inference path would otherwise feed 336 images), padded to a square
+    size (a processor saved for the "base" inference path would otherwise feed base-size images), padded to a square
     (``"pad"``) or resized and centre-cropped (``"square"``)."""
     from ..geometry import Geometry
     from ..processing.image_processing import InfLlavaImageProcessor
