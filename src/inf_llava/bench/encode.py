@@ -4,7 +4,8 @@ computation, in one run.
 Both sides share weights: a CLIP-L/14-336-shaped tower (random weights; ``layers`` of them, 24 in the real model),
 the DEM and the ``mlp2x_gelu`` projector to a 4096-wide LM. The reference is :func:`inf_llava.reference.
 official_encode_images`: 19 separate tower calls keeping every hidden state, per-window DEM attention loops. Ours is
-:class:`~inf_llava.modeling.image_encoder.InfLlavaImageEncoder`.
+:class:`~inf_llava.modeling.image_encoder.InfLlavaImageEncoder`. The sides are timed in turns, so a drift in the
+machine's speed moves them alike.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..modeling.image_encoder import InfLlavaImageEncoder
 from ..reference import SpatialEmbed, official_encode_images
 from ..runtime import DTYPES
 from .flops import encoder_flops
-from .timing import matmul_peak_gflops, median_seconds
+from .timing import interleaved_median_seconds, matmul_peak_gflops
 
 # The equality check: fp32 must agree to 1e-4 relative; bf16 rounds every layer to 8 bits of mantissa, so two
 # differently batched bf16 computations agree only to about 1e-2 of the feature scale.
@@ -55,17 +56,18 @@ def run(
     compare_fp32: bool = True,
     lm_width: int = 4096,
     peak_shapes: list[tuple[int, int, int]] | None = None,
+    device: str = "cpu",
     **vision_overrides: Any,
 ) -> dict:
     torch_dtype = DTYPES[dtype]
     config, ours, full, ref_dem = build_pair(layers, seed, lm_width, **vision_overrides)
     ours_fp32 = ours
-    if torch_dtype != torch.float32:
-        ours_fp32 = copy.deepcopy(ours)
-        ours, full, ref_dem = ours.to(torch_dtype), full.to(torch_dtype), ref_dem.to(torch_dtype)
+    if torch_dtype != torch.float32 and compare_fp32:
+        ours_fp32 = copy.deepcopy(ours).to(device)
+    ours, full, ref_dem = (m.to(device, torch_dtype) for m in (ours, full, ref_dem))
     geo = config.geometry
     torch.manual_seed(seed + 1)
-    pixels = torch.randn(1, 3, *geo.high_res_size).to(torch_dtype)
+    pixels = torch.randn(1, 3, *geo.high_res_size).to(device, torch_dtype)
     n = geo.grid_h
 
     def reference() -> torch.Tensor:
@@ -77,16 +79,16 @@ def run(
     with torch.inference_mode():
         expected, got = reference(), fast()
         max_rel_err = ((got.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
-        reference_s = median_seconds(reference, repeats=repeats)
-        ours_s = median_seconds(fast, repeats=repeats)
-        fp32_s = None
+        sides = {"reference": reference, "ours": fast}
         if compare_fp32 and torch_dtype != torch.float32:
             pixels32 = pixels.float()
-            fp32_s = median_seconds(lambda: ours_fp32(pixels32), repeats=repeats)
+            sides["ours_fp32"] = lambda: ours_fp32(pixels32)
+        seconds = interleaved_median_seconds(sides, repeats=repeats, device=device)
+        reference_s, ours_s, fp32_s = seconds["reference"], seconds["ours"], seconds.get("ours_fp32")
     views = geo.num_crops + 1 if ours.centre_only else ours.views(pixels).shape[1]
     flops = encoder_flops(config, views=views, layers=config.num_tower_layers, centre_only=ours.centre_only)
     reference_flops = encoder_flops(config, views=2 * geo.num_crops + 1, layers=layers, centre_only=False)
-    peak = matmul_peak_gflops(torch_dtype, shapes=peak_shapes)
+    peak = matmul_peak_gflops(torch_dtype, device=device, shapes=peak_shapes)
     achieved = flops["total"] / ours_s / 1e9
     result: dict[str, Any] = {
         "bench": "encode",
@@ -104,6 +106,7 @@ def run(
         "ours_tflop": round(flops["total"] / 1e12, 3),
         "reference_tflop": round(reference_flops["total"] / 1e12, 3),
         "tower_views": {"reference": 2 * geo.num_crops + 1, "ours": views},
+        "device": str(pixels.device),
         "threads": torch.get_num_threads(),
     }
     if fp32_s is not None:

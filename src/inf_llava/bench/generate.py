@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from ..modeling.inf_llava import InfLlavaForConditionalGeneration
+from ..runtime import DTYPES
 from .models import BenchSizes, build_models
 from .timing import median_seconds
 
@@ -14,8 +15,9 @@ PROMPT = "USER: <image>\nDescribe the image in detail. ASSISTANT:"
 
 
 def _generate(model, inputs, new_tokens: int) -> None:
-    # INF-LLaVA as its engine runs on CPU (static KV cache); HF Llava with its defaults (dynamic cache).
-    cache = {"cache_implementation": "static"} if isinstance(model, InfLlavaForConditionalGeneration) else {}
+    # INF-LLaVA as its engine runs it (a static KV cache on CPU, the default elsewhere); HF Llava with its defaults.
+    static = isinstance(model, InfLlavaForConditionalGeneration) and model.device.type == "cpu"
+    cache = {"cache_implementation": "static"} if static else {}
     model.generate(
         **inputs,
         max_new_tokens=new_tokens,
@@ -30,25 +32,32 @@ def _generate(model, inputs, new_tokens: int) -> None:
 def decode_rate(model, inputs, new_tokens: int, repeats: int) -> float:
     """Tokens per second after the prefill: (t(N) - t(1)) / (N - 1) per batch row."""
     with torch.inference_mode():
-        full = median_seconds(lambda: _generate(model, inputs, new_tokens), repeats)
-        first = median_seconds(lambda: _generate(model, inputs, 1), repeats)
+        full = median_seconds(lambda: _generate(model, inputs, new_tokens), repeats, device=model.device)
+        first = median_seconds(lambda: _generate(model, inputs, 1), repeats, device=model.device)
     batch = inputs["input_ids"].shape[0]
     return batch * (new_tokens - 1) / max(full - first, 1e-9)
 
 
-def run(sizes: BenchSizes | None = None, new_tokens: int = 64, batch_sizes=(1, 4, 8, 16), repeats: int = 3) -> dict:
+def run(
+    sizes: BenchSizes | None = None,
+    new_tokens: int = 64,
+    batch_sizes=(1, 4, 8, 16),
+    repeats: int = 3,
+    device: str = "cpu",
+    dtype: str = "fp32",
+) -> dict:
     sizes = sizes or BenchSizes()
-    _, ours, ours_proc, _, _, llava, llava_proc = build_models(sizes)
+    _, ours, ours_proc, _, _, llava, llava_proc = build_models(sizes, device=device, dtype=DTYPES[dtype])
     image = Image.new("RGB", (640, 480), (90, 140, 200))
-    ours_inputs = ours_proc(images=[image], text=PROMPT, return_tensors="pt")
-    llava_inputs = llava_proc(images=[image], text=PROMPT, return_tensors="pt")
+    ours_inputs = ours_proc(images=[image], text=PROMPT, return_tensors="pt").to(device)
+    llava_inputs = llava_proc(images=[image], text=PROMPT, return_tensors="pt").to(device)
     ours_rate = decode_rate(ours, ours_inputs, new_tokens, repeats)
     llava_rate = decode_rate(llava, llava_inputs, new_tokens, repeats)
     batched = []
     for batch in batch_sizes:
-        inputs = ours_proc(images=[image] * batch, text=[PROMPT] * batch, return_tensors="pt")
+        inputs = ours_proc(images=[image] * batch, text=[PROMPT] * batch, return_tensors="pt").to(device)
         with torch.inference_mode():
-            seconds = median_seconds(lambda inputs=inputs: _generate(ours, inputs, new_tokens), repeats)
+            seconds = median_seconds(lambda inputs=inputs: _generate(ours, inputs, new_tokens), repeats, device=device)
         batched.append(
             {
                 "batch": batch,
@@ -68,5 +77,7 @@ def run(sizes: BenchSizes | None = None, new_tokens: int = 64, batch_sizes=(1, 4
         "llava_decode_tok_s": round(llava_rate, 1),
         "decode_ratio": round(ours_rate / llava_rate, 3),
         "batched": batched,
+        "device": device,
+        "dtype": dtype,
         "threads": torch.get_num_threads(),
     }

@@ -49,9 +49,12 @@ def text_config(sizes: BenchSizes, vocab_size: int) -> LlamaConfig:
     )
 
 
-def build_models(sizes: BenchSizes = BenchSizes(), seed: int = 0):
+def build_models(
+    sizes: BenchSizes = BenchSizes(), seed: int = 0, device: str = "cpu", dtype: torch.dtype = torch.float32
+):
     """``(tokenizer, ours, our_processor, next_model, next_processor, llava_model, llava_processor)`` sharing LLM and
-    tower weights. The tokenizer gains an ``<image>`` token for the HF models' placeholders."""
+    tower weights, on ``device`` in ``dtype``. The tokenizer gains an ``<image>`` token for the HF models'
+    placeholders."""
     from transformers import (
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -105,6 +108,7 @@ def build_models(sizes: BenchSizes = BenchSizes(), seed: int = 0):
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
     )
+    ours, nxt, llava = (model.to(device, dtype) for model in (ours, nxt, llava))
     return tokenizer, ours, ours_processor, nxt, next_processor, llava, llava_processor
 
 

@@ -12,8 +12,9 @@ from functools import partial
 import torch
 from PIL import Image
 
+from ..runtime import DTYPES
 from .models import BenchSizes, build_models, captured_inputs_embeds
-from .timing import median_seconds
+from .timing import interleaved_median_seconds
 
 IMAGE_SIZES = ((336, 336), (480, 640), (672, 672), (768, 1024), (1008, 1008), (1080, 1920))  # (height, width)
 PROMPT = "USER: <image>\nDescribe the image in detail. ASSISTANT:"
@@ -24,21 +25,31 @@ def _lm_prefill(model, embeds: torch.Tensor) -> None:
     model.lm_head(out.last_hidden_state[:, -1:])
 
 
-def run(sizes: BenchSizes | None = None, image_sizes=IMAGE_SIZES, repeats: int = 3) -> dict:
+def run(
+    sizes: BenchSizes | None = None, image_sizes=IMAGE_SIZES, repeats: int = 3, device: str = "cpu", dtype: str = "fp32"
+) -> dict:
     sizes = sizes or BenchSizes()
-    _, ours, ours_proc, nxt, next_proc, _, _ = build_models(sizes)
+    _, ours, ours_proc, nxt, next_proc, _, _ = build_models(sizes, device=device, dtype=DTYPES[dtype])
     rows = []
     for height, width in image_sizes:
         image = Image.new("RGB", (width, height), (90, 140, 200))
-        ours_inputs = ours_proc(images=[image], text=PROMPT, return_tensors="pt")
-        next_inputs = next_proc(images=[image], text=PROMPT, return_tensors="pt")
+        ours_inputs = ours_proc(images=[image], text=PROMPT, return_tensors="pt").to(device)
+        next_inputs = next_proc(images=[image], text=PROMPT, return_tensors="pt").to(device)
         ours_embeds = captured_inputs_embeds(ours, ours_inputs)
         next_embeds = captured_inputs_embeds(nxt, next_inputs)
         with torch.inference_mode():
-            ours_prefill = median_seconds(partial(_lm_prefill, ours, ours_embeds), repeats)
-            next_prefill = median_seconds(partial(_lm_prefill, nxt, next_embeds), repeats)
-            ours_full = median_seconds(partial(ours, **ours_inputs, logits_to_keep=1), repeats)
-            next_full = median_seconds(partial(nxt, **next_inputs, logits_to_keep=1), repeats)
+            seconds = interleaved_median_seconds(
+                {
+                    "ours_prefill": partial(_lm_prefill, ours, ours_embeds),
+                    "next_prefill": partial(_lm_prefill, nxt, next_embeds),
+                    "ours_full": partial(ours, **ours_inputs, logits_to_keep=1),
+                    "next_full": partial(nxt, **next_inputs, logits_to_keep=1),
+                },
+                repeats=repeats,
+                device=device,
+            )
+        ours_prefill, next_prefill = seconds["ours_prefill"], seconds["next_prefill"]
+        ours_full, next_full = seconds["ours_full"], seconds["next_full"]
         ours_tokens = int((ours_inputs["input_ids"] == ours.config.image_token_id).sum())
         next_tokens = int((next_inputs["input_ids"] == nxt.config.image_token_id).sum())
         rows.append(
@@ -55,4 +66,11 @@ def run(sizes: BenchSizes | None = None, image_sizes=IMAGE_SIZES, repeats: int =
                 "next_forward_s": round(next_full, 4),
             }
         )
-    return {"bench": "tokens", "llm": sizes.__dict__, "rows": rows, "threads": torch.get_num_threads()}
+    return {
+        "bench": "tokens",
+        "llm": sizes.__dict__,
+        "rows": rows,
+        "device": device,
+        "dtype": dtype,
+        "threads": torch.get_num_threads(),
+    }

@@ -4,6 +4,9 @@ inf-llava bench encode [--dtype fp32|bf16] [--layers N] [--repeats R]   one JSON
 inf-llava bench tokens                                                  INF-LLaVA vs LLaVA-NeXT tokens + prefill
 inf-llava bench generate                                                decode vs HF Llava, batched throughput
 inf-llava bench all [--output docs]                                     all of them + docs/performance.md
+
+``--device cuda`` runs the same benchmarks on a GPU (``scripts/device-bench.sh`` is the prepared run for a lent
+one); ``all`` times the encoder in fp32 and bf16 and the LLM benchmarks in ``--dtype``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ HELP = "performance benchmarks (encoder, tokens/prefill, decoding)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("which", choices=["encode", "tokens", "generate", "all"])
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="encode: compute dtype")
+    parser.add_argument(
+        "--dtype", choices=["fp32", "bf16"], default="fp32", help="compute dtype (all: of tokens and generate)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--layers", type=int, default=24, help="encode: tower layers (24 in CLIP-L; fewer on CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported) after a warm-up")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -29,26 +35,32 @@ def run(args: argparse.Namespace) -> int:
 
     from ..bench import encode, generate, report, tokens
     from ..bench.timing import machine_description
+    from ..runtime import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.layers < 2:
         raise ValueError("--layers must be >= 2 (features come from layer -2)")
+    device = str(resolve_device(args.device))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA device is available here")
+    common = dict(repeats=args.repeats, device=device)
     if args.which == "encode":
-        print(json.dumps(encode.run(args.dtype, layers=args.layers, repeats=args.repeats)))
+        print(json.dumps(encode.run(args.dtype, layers=args.layers, **common)))
     elif args.which == "tokens":
-        print(json.dumps(tokens.run(repeats=args.repeats)))
+        print(json.dumps(tokens.run(dtype=args.dtype, **common)))
     elif args.which == "generate":
-        print(json.dumps(generate.run(repeats=args.repeats)))
+        print(json.dumps(generate.run(dtype=args.dtype, **common)))
     else:
-        results: dict = {"machine": machine_description(), "encode": []}
+        command = f"inf-llava bench all --layers {args.layers} --device {args.device} --dtype {args.dtype}"
+        results: dict = {"machine": machine_description(), "command": command, "encode": []}
         for dtype in ("fp32", "bf16"):
-            row = encode.run(dtype, layers=args.layers, repeats=args.repeats)
+            row = encode.run(dtype, layers=args.layers, **common)
             print(json.dumps(row), flush=True)
             results["encode"].append(row)
-        results["tokens"] = tokens.run(repeats=args.repeats)
+        results["tokens"] = tokens.run(dtype=args.dtype, **common)
         print(json.dumps(results["tokens"]), flush=True)
-        results["generate"] = generate.run(repeats=args.repeats)
+        results["generate"] = generate.run(dtype=args.dtype, **common)
         print(json.dumps(results["generate"]), flush=True)
         path = report.write(results, args.output)
         print(f"wrote {path}")

@@ -1,12 +1,21 @@
 """The vision tower's attention backend: ``sdpa`` everywhere except half precision on CPU.
 
-PyTorch's CPU flash-attention kernel does not use the AMX / AVX512-BF16 matrix units for bf16, so there it runs at
-a sixth of the GEMM rate; two bf16 matmuls with a softmax in between are about 1.9x faster for CLIP's shapes. That is
-also exactly the official code's bf16 arithmetic (transformers 4.37 CLIP eager attention: scores, softmax and weighted
-sum in the tensor dtype). When the scale is a power of two (head dim 64: 1/8) it is applied to the queries before the
-first matmul, which is bit-identical (scaling by a power of two commutes with rounding) and touches far fewer
-elements than scaling the ``L x L`` scores. Registered with transformers' ``AttentionInterface`` under
-:data:`NAME`; the image encoder selects it for its tower unless another implementation was requested.
+PyTorch's CPU flash-attention kernel does not use the AVX512-BF16 / AMX matrix units for bf16, so there two bf16
+matmuls with a softmax in between are faster for CLIP's shapes. That is also exactly the official code's bf16
+arithmetic (transformers 4.37 CLIP eager attention: scores, softmax and weighted sum in the tensor dtype).
+
+Two details make that path run near the matmul rate instead of at memory speed:
+
+- the ``(batch, heads)`` pairs are processed in blocks whose ``L x L`` scores fit in :data:`SCORE_BLOCK_BYTES`, so
+  the scores are written, softmaxed and read back from cache instead of main memory (CLIP-L/14-336: 16 heads x
+  577 x 577 bf16 scores are 10.7 MB per view, 107 MB for the 10 views of an image). Every block computes exactly what
+  the unblocked matmuls compute for its rows, so the result is bit-identical;
+- when the scale is a power of two (head dim 64: 1/8) it is applied to the queries before the first matmul, which is
+  also bit-identical (scaling by a power of two commutes with rounding) and touches far fewer elements than scaling
+  the scores.
+
+Like ``sdpa``, this backend does not return attention weights. Registered with transformers' ``AttentionInterface``
+under :data:`NAME`; the image encoder selects it for its tower unless another implementation was requested.
 """
 
 from __future__ import annotations
@@ -19,23 +28,57 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "inf_llava"
 
+# Scores per block. On the 2-core AVX512-BF16 machine of docs/performance.md (2 MB L2 per core, 32 MB L3) 4-8 MB
+# blocks were fastest: 16 % faster than unblocked scores for CLIP-L attention, 4 % for a whole tower layer.
+SCORE_BLOCK_BYTES = 6 << 20
+
 
 def attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """``(B, H, L, Dh)`` query/key/value -> ``((B, L, H, Dh) output, weights or None)``."""
+    """``(B, H, L, Dh)`` query/key/value -> ``((B, L, H, Dh) output, None)``."""
     if query.device.type != "cpu" or query.dtype not in (torch.bfloat16, torch.float16) or dropout:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
-    if math.frexp(scaling)[0] == 0.5:  # a power of two: exact either way, cheaper on the queries
-        scores = torch.matmul(query * scaling, key.transpose(2, 3))
-    else:
-        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = torch.softmax(scores, dim=-1)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+    scale_queries = math.frexp(scaling)[0] == 0.5  # a power of two: exact either way, cheaper on the queries
+    # (B, H, L, Dh) in memory, so that every block below is a contiguous slice that bmm reads and writes in place
+    query = (query * scaling if scale_queries else query).contiguous()
+    key, value = key.contiguous(), value.contiguous()
+    B, H, L, _ = query.shape
+    Lk = key.shape[2]
+    out = query.new_empty(B, H, L, value.shape[-1])
+    blocks = score_blocks(B, H, L * Lk * query.element_size())
+    buffer = query.new_empty(max(len(range(B)[b]) * len(range(H)[h]) for b, h in blocks), L, Lk)  # reused per block
+    for b, h in blocks:
+        n_b, n_h = query[b, h].shape[:2]
+        n = n_b * n_h
+        scores = torch.bmm(query[b, h].view(n, L, -1), key[b, h].view(n, Lk, -1).transpose(1, 2), out=buffer[:n])
+        if not scale_queries:
+            scores = scores * scaling
+        if attention_mask is not None:
+            scores = (scores.view(n_b, n_h, L, Lk) + _mask_block(attention_mask, b, h)).view(n, L, Lk)
+        torch.bmm(torch.softmax(scores, dim=-1), value[b, h].view(n, Lk, -1), out=out[b, h].view(n, L, -1))
+    return out.transpose(1, 2).contiguous(), None
+
+
+def score_blocks(batch: int, heads: int, bytes_per_head: int, budget: int | None = None):
+    """``(batch slice, head slice)`` pairs covering ``batch x heads`` whose scores take at most ``budget`` bytes
+    (default :data:`SCORE_BLOCK_BYTES`; at least one head each): whole batch items where one fits, else groups of
+    heads within an item."""
+    budget = SCORE_BLOCK_BYTES if budget is None else budget
+    per_block = max(1, budget // max(1, bytes_per_head))
+    if per_block >= heads:
+        items = per_block // heads
+        return [(slice(b, min(b + items, batch)), slice(None)) for b in range(0, batch, items)]
+    return [
+        (slice(b, b + 1), slice(h, min(h + per_block, heads))) for b in range(batch) for h in range(0, heads, per_block)
+    ]
+
+
+def _mask_block(mask: torch.Tensor, b: slice, h: slice) -> torch.Tensor:
+    """The part of a broadcastable ``(B or 1, H or 1, L, L)`` mask that a block sees."""
+    return mask[b if mask.shape[0] != 1 else slice(None), h if mask.shape[1] != 1 else slice(None)]
 
 
 def register() -> None:
