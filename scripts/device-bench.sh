@@ -9,7 +9,8 @@
 #                docs/gpu/ and rerun `make bench` here so that docs/performance.md links them.
 #
 # The package runs from src/ without being installed. bf16 for the LLM benchmarks; the encoder is timed in fp32 and
-# bf16 at the full CLIP-L/14-336 depth (24 layers).
+# bf16 at the full CLIP-L/14-336 depth (24 layers). DEVICE, LAYERS and REPEATS override the defaults (a smoke run
+# here: DEVICE=cpu LAYERS=2 REPEATS=1 OUT=/tmp/smoke scripts/device-bench.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH="/tmp/site"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-python3 -m inf_llava bench all --device cuda --dtype bf16 --layers 24 --repeats 5 --output "$out" 2>&1 |
-    tee "$out/bench.log"
+python3 -m inf_llava bench all --device "${DEVICE:-cuda}" --dtype bf16 --layers "${LAYERS:-24}" \
+    --repeats "${REPEATS:-5}" --output "$out" 2>&1 | tee "$out/bench.log"
