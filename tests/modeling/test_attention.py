@@ -43,6 +43,21 @@ def test_blocked_attention_is_bit_identical_to_unblocked(monkeypatch, budget_hea
     assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("scaling", [None, 0.3])
+def test_gradients_flow_and_equal_the_official_eager_ones(monkeypatch, scaling):
+    monkeypatch.setattr(attention, "SCORE_BLOCK_BYTES", 37 * 37 * 2)  # would block per head without gradients
+    leaves = [t.detach().requires_grad_() for t in _qkv(2, 4, 37, 16)]
+    mask = torch.randn(2, 1, 37, 37).to(torch.bfloat16)
+    got, _ = attention.attention_forward(None, *leaves, mask, scaling=scaling)
+    grads = torch.autograd.grad(got.float().square().sum(), leaves)
+    reference_leaves = [t.detach().requires_grad_() for t in leaves]
+    expected = _official_eager(*reference_leaves, mask, scaling or 16**-0.5)
+    expected_grads = torch.autograd.grad(expected.float().square().sum(), reference_leaves)
+    assert torch.equal(got, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        assert ((grad.float() - expected_grad.float()).abs().max() / expected_grad.float().abs().max()) < 2e-2
+
+
 def test_score_blocks_cover_every_pair_once_within_budget():
     for batch, heads, budget in [(10, 16, 9), (10, 16, 16), (10, 16, 40), (3, 5, 1), (2, 4, 1000), (1, 16, 5)]:
         blocks = attention.score_blocks(batch, heads, bytes_per_head=100, budget=budget * 100)

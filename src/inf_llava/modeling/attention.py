@@ -14,7 +14,9 @@ Two details make that path run near the matmul rate instead of at memory speed:
   also bit-identical (scaling by a power of two commutes with rounding) and touches far fewer elements than scaling
   the scores.
 
-Like ``sdpa``, this backend does not return attention weights. Registered with transformers' ``AttentionInterface``
+The blocks write into preallocated buffers, which autograd cannot follow, so when gradients flow (training the
+tower in half precision on CPU) the same arithmetic runs unblocked. Like ``sdpa``, this backend does not return
+attention weights. Registered with transformers' ``AttentionInterface``
 under :data:`NAME`; the image encoder selects it for its tower unless another implementation was requested.
 """
 
@@ -42,6 +44,8 @@ def attention_forward(module, query, key, value, attention_mask, scaling=None, d
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     scale_queries = math.frexp(scaling)[0] == 0.5  # a power of two: exact either way, cheaper on the queries
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+        return _unblocked(query, key, value, attention_mask, scaling, scale_queries), None
     # (B, H, L, Dh) in memory, so that every block below is a contiguous slice that bmm reads and writes in place
     query = (query * scaling if scale_queries else query).contiguous()
     key, value = key.contiguous(), value.contiguous()
@@ -60,6 +64,17 @@ def attention_forward(module, query, key, value, attention_mask, scaling=None, d
             scores = (scores.view(n_b, n_h, L, Lk) + _mask_block(attention_mask, b, h)).view(n, L, Lk)
         torch.bmm(torch.softmax(scores, dim=-1), value[b, h].view(n, Lk, -1), out=out[b, h].view(n, L, -1))
     return out.transpose(1, 2).contiguous(), None
+
+
+def _unblocked(query, key, value, mask, scaling: float, scale_queries: bool) -> torch.Tensor:
+    """The same arithmetic in one piece, differentiable: ``(B, H, L, Dh) -> (B, L, H, Dh)``."""
+    if scale_queries:
+        scores = torch.matmul(query * scaling, key.transpose(2, 3))
+    else:
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if mask is not None:
+        scores = scores + mask
+    return torch.matmul(torch.softmax(scores, dim=-1), value).transpose(1, 2).contiguous()
 
 
 def score_blocks(batch: int, heads: int, bytes_per_head: int, budget: int | None = None):
