@@ -71,3 +71,12 @@ def test_config_round_trip(tmp_path):
     assert loaded.high_res_size == (672, 1008)
     assert loaded.dem_pooling == "avg" and loaded.low_res_fusion == "add"
     assert loaded.to_dict() == config.to_dict()
+
+
+def test_official_geometry_constant_is_the_official_configs_and_the_processor_default():
+    from inf_llava.configuration import OFFICIAL_GEOMETRY
+    from inf_llava.processing.image_processing import InfLlavaImageProcessor
+
+    assert OFFICIAL_GEOMETRY == official_config().geometry == InfLlavaConfig().geometry
+    size = InfLlavaImageProcessor().size
+    assert (size["height"], size["width"]) == OFFICIAL_GEOMETRY.high_res_size == (1008, 1008)

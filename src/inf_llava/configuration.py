@@ -1,7 +1,7 @@
 """`InfLlavaConfig`: a composite HF config (any vision tower + any causal LM) plus the DCM/DEM settings.
 
 Defaults reproduce the official INF-LLaVA (spec sections 4-7): CLIP-L/14-336 features from layer -2 without the class
-token, a 3x3 grid (1008x1008 high-resolution input), an 8-head DEM whose output is resized bilinearly back to the base
+token, a 3x3 grid (:data:`OFFICIAL_GEOMETRY`), an 8-head DEM whose output is resized bilinearly back to the base
 grid, a low-resolution view fused by element-wise mean, and an ``mlp2x_gelu`` projector. Derived numbers (tokens per
 image, high-resolution size, number of views) are properties computed by :class:`~inf_llava.geometry.Geometry`.
 """
@@ -29,6 +29,9 @@ CLIP_L14_336 = {
     "hidden_act": "quick_gelu",
     "layer_norm_eps": 1e-5,
 }
+OFFICIAL_GRID = 3  # the DCM grid of the released model, n_h = n_w
+# The released model's geometry; every official number (view, high-resolution size, tokens) is derived from it.
+OFFICIAL_GEOMETRY = Geometry(OFFICIAL_GRID, OFFICIAL_GRID, CLIP_L14_336["image_size"], CLIP_L14_336["patch_size"])
 
 PROJECTOR_TYPE = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 DEM_POOLING = ("bilinear", "avg")
@@ -82,7 +85,7 @@ class InfLlavaConfig(PreTrainedConfig):
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    grid: int | list[int] = 3
+    grid: int | list[int] = OFFICIAL_GRID
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "patch"
     vision_feature_norm: bool = False
@@ -138,12 +141,12 @@ class InfLlavaConfig(PreTrainedConfig):
 
     @property
     def tokens_per_image(self) -> int:
-        """Image-token slots per image in the prompt (576 for the official model)."""
+        """Image-token slots per image in the prompt (one view's patch count, :attr:`Geometry.tokens_per_image`)."""
         return self.geometry.tokens_per_image
 
     @property
     def high_res_size(self) -> tuple[int, int]:
-        """(height, width) of the high-resolution input (1008, 1008 for the official model)."""
+        """(height, width) of the high-resolution input (grid times view size, :attr:`Geometry.high_res_size`)."""
         return self.geometry.high_res_size
 
     @property

@@ -1,16 +1,17 @@
 """Image geometry of INF-LLaVA: grid, view size, patch grid and token counts, defined in one place.
 
-Notation used across the package (reference values for CLIP-L/14-336 with the official 3x3 grid in brackets):
+Notation used across the package:
 
-- ``n_h, n_w``: the DCM grid (3, 3); ``K = n_h * n_w`` sub-images per perspective (9).
-- ``S``: the vision tower's input size, one *view* (336).
-- ``P``: the tower's patch size (14); ``p = S // P`` patches per view side (24).
-- high-resolution image: ``(n_h * S, n_w * S)`` pixels (1008, 1008), feature map ``(n_h * p, n_w * p)`` (72, 72).
-- tokens per image fed to the LLM: ``p * p`` (576), whatever the input resolution.
+- ``n_h, n_w``: the DCM grid; ``K = n_h * n_w`` sub-images per perspective.
+- ``S``: the vision tower's input size, one *view* (the tower config's ``image_size``).
+- ``P``: the tower's patch size; ``p = S // P`` patches per view side.
+- high-resolution image: ``(n_h * S, n_w * S)`` pixels, feature map ``(n_h * p, n_w * p)``.
+- tokens per image fed to the LLM: ``p * p``, whatever the input resolution.
 
-Everything else (the processor's output size, the model's view count, the number of image-token slots) is derived
-from :class:`Geometry`; nothing re-derives 336, 1008, 24 or 576 as literals.
-"""
+The official values follow from the official config (``presets.official_config().geometry``: the CLIP-L/14-336
+tower of ``configuration.CLIP_L14_336`` and a 3x3 grid); ``tests/test_geometry.py`` checks them. Everything else (the
+processor's output size, the model's view count, the number of image-token slots) is derived from
+:class:`Geometry`, never written as a number."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Small side-by-side models for the LLM-side benchmarks: INF-LLaVA, HF LLaVA-NeXT (AnyRes) and HF LLaVA, all on the
-same small Llama (shared weights) and a CLIP tower with the real 336/14 geometry (narrow, so vision stays cheap)."""
+same small Llama (shared weights) and a CLIP tower with the official view and patch size (narrow, so vision stays
+cheap)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig
 
-from ..configuration import InfLlavaConfig
+from ..configuration import CLIP_L14_336, InfLlavaConfig
 from ..modeling.inf_llava import InfLlavaForConditionalGeneration
 from ..presets import build_tiny_tokenizer, processor_for
 
@@ -32,8 +33,8 @@ def vision_config(sizes: BenchSizes) -> CLIPVisionConfig:
         intermediate_size=4 * sizes.tower_width,
         num_hidden_layers=sizes.tower_layers,
         num_attention_heads=4,
-        image_size=336,
-        patch_size=14,
+        image_size=CLIP_L14_336["image_size"],
+        patch_size=CLIP_L14_336["patch_size"],
     )
 
 
@@ -93,7 +94,8 @@ def build_models(
         model.model.language_model.load_state_dict(ours.model.language_model.state_dict())
         model.lm_head.load_state_dict(ours.lm_head.state_dict())
         model.model.vision_tower.load_state_dict(ours.model.image_encoder.vision_tower.state_dict(), strict=False)
-    clip_kwargs = dict(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    side = config.geometry.view_size
+    clip_kwargs = dict(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     next_processor = LlavaNextProcessor(
         image_processor=LlavaNextImageProcessorPil(**clip_kwargs),
         tokenizer=tokenizer,

@@ -37,7 +37,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
         rows = tokens["rows"]
         names = [r["image"] for r in rows]
         axes[1].plot(names, [r["next_prefill_s"] for r in rows], "o-", label="LLaVA-NeXT (AnyRes)")
-        axes[1].plot(names, [r["ours_prefill_s"] for r in rows], "o-", label="INF-LLaVA (576 tokens)")
+        axes[1].plot(
+            names,
+            [r["ours_prefill_s"] for r in rows],
+            "o-",
+            label=f"INF-LLaVA ({rows[0]['ours_visual_tokens']} tokens)",
+        )
         axes[1].set_ylabel("LLM prefill seconds")
         axes[1].set_title("prefill vs image size (same LLM)")
         axes[1].tick_params(axis="x", rotation=30)

@@ -12,11 +12,20 @@ from functools import partial
 import torch
 from PIL import Image
 
+from ..configuration import OFFICIAL_GEOMETRY
 from ..runtime import DTYPES
 from .models import BenchSizes, build_models, captured_inputs_embeds
 from .timing import interleaved_median_seconds
 
-IMAGE_SIZES = ((336, 336), (480, 640), (672, 672), (768, 1024), (1008, 1008), (1080, 1920))  # (height, width)
+# (height, width): the base view, common photo sizes, and the high-resolution input itself
+IMAGE_SIZES = (
+    OFFICIAL_GEOMETRY.base_size,
+    (480, 640),
+    (672, 672),
+    (768, 1024),
+    OFFICIAL_GEOMETRY.high_res_size,
+    (1080, 1920),
+)
 PROMPT = "USER: <image>\nDescribe the image in detail. ASSISTANT:"
 
 

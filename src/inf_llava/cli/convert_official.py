@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--processor-mode",
         choices=["high_res", "base"],
         default="high_res",
-        help="high_res: official training-path preprocessing (pad, resize to 1008); base: the official "
-        "inference scripts' 336 processing with the in-model bicubic upsample",
+        help="high_res: official training-path preprocessing (pad, resize to grid x view size); base: the "
+        "official inference scripts' view-size processing with the in-model bicubic upsample",
     )
     parser.add_argument("--max-shard-size", default="5GB", help="output shard size (default 5GB)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty DST")

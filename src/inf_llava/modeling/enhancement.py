@@ -17,8 +17,8 @@ The official computation (spec section 5.5), generalised to any width, heads and
 
 All windows of a branch go through attention in one batched call. With bilinear pooling and an odd grid (``p``
 divisible by ``n``), only the picked positions are computed: their branch-A queries are the centre strided view's
-tokens and their branch-B queries are the centre phase of ``CM`` (spec section 6, "only 576 of the 5184 fused
-positions reach the output"). That is the same function with about ``n_h * n_w`` times less attention work, and it
+tokens and their branch-B queries are the centre phase of ``CM`` (spec section 6: only ``T`` of the ``K T`` fused
+positions reach the output). That is the same function with about ``n_h * n_w`` times less attention work, and it
 reads only the centre strided view: the other ``K - 1`` strided views never reach the output
 (:meth:`DualPerspectiveEnhancement.forward_centre`). ``full=True`` runs the full-shape computation instead.
 """

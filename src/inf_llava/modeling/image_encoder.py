@@ -5,15 +5,16 @@ Paper-to-code glossary: DCM (dual-perspective cropping) is :func:`~inf_llava.mod
 :class:`~inf_llava.modeling.enhancement.DualPerspectiveEnhancement`; ``F_C`` (the connector) is the projector.
 
 Shapes: ``B`` images, ``K = n_h * n_w``, ``S`` view size, ``T = p * p`` tokens per view, ``D`` vision width,
-``H`` LM width. For the official model: K = 9, S = 336, T = 576, D = 1024, H = 4096.
+``H`` LM width (the official values follow from ``configuration.OFFICIAL_GEOMETRY`` and the tower/LM configs).
 
 The official ``encode_images`` (spec section 4) resizes the input to the high-resolution size (a no-op when it is
-already that size), cuts 9 tiles and 9 strided views, adds a bicubic 336 view, runs the tower 19 times, fuses the
-18 sub-image maps with the DEM, averages with the 336 view and projects. Here the views go through the tower in one
-call, and only the views that reach the output are encoded (spec section 6): for odd grids the low-resolution view
-*is* the centre strided view (bicubic downscaling by an odd factor with ``align_corners=False`` is an exact pick), and
-with the official bilinear pooling the DEM output depends on the 9 tiles and that centre view only. So the official
-model needs 10 tower passes per image, not 19, for the same features.
+already that size), cuts ``K`` tiles and ``K`` strided views, adds a bicubic base-size view, runs the tower
+``2K + 1`` times, fuses the ``2K`` sub-image maps with the DEM, averages with the base view and projects. Here the
+views go through the tower in one call, and only the views that reach the output are encoded (spec section 6): for
+odd grids the low-resolution view *is* the centre strided view (bicubic downscaling by an odd factor with
+``align_corners=False`` is an exact pick), and with the official bilinear pooling the DEM output depends on the ``K``
+tiles and that centre view only. So the official model needs ``K + 1`` tower passes per image, not ``2K + 1``, for
+the same features.
 
 Ablation variants (paper Table 6, ``config.perspectives`` / ``config.perspective_fusion``): the low-resolution view
 alone (LLaVA-1.5 style), local tiles only, strided views only, or both added element-wise instead of the DEM. Without

@@ -13,15 +13,15 @@ Steps (spec 8.1-8.3), for an output of ``(H, W)``:
 
 Two output sizes matter (named modes of :meth:`InfLlavaImageProcessor.for_geometry`):
 
-- ``"high_res"`` (default, the official *training* path): the processor produces the ``n * S`` image (1008 for the
-  official model) directly from the original photo;
+- ``"high_res"`` (default, the official *training* path): the processor produces the ``n * S`` image (the
+  geometry's ``high_res_size``) directly from the original photo;
 Very large inputs keep memory bounded: when the padded canvas would exceed :data:`MAX_CANVAS_PIXELS` (an extreme
 aspect ratio such as 20000x10 pads to 20000x20000), the image is first shrunk so the canvas side is
 :data:`PRESHRINK_FACTOR` times the output side. Images whose canvas fits (every ordinary photo) take the exact path.
 
-- ``"base"`` (the official *inference* path used by its demo/eval scripts): the stock ``S`` (336) processing; the
+- ``"base"`` (the official *inference* path used by its demo/eval scripts): the stock ``S`` (base size) processing; the
   model then bicubically upsamples to ``n * S`` inside ``encode_images``, so the high-resolution views hold no detail
-  beyond the 336 image.
+  beyond the base-size image.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
+from ..configuration import OFFICIAL_GEOMETRY
 from ..geometry import Geometry
 from ..images import to_rgb
 
@@ -145,7 +146,9 @@ class InfLlavaImageProcessor(BaseImageProcessor):
     ):
         kwargs.pop("image_processor_type", None)
         super().__init__(**kwargs)
-        size = dict(size) if size is not None else {"height": 1008, "width": 1008}
+        if size is None:
+            size = dict(zip(("height", "width"), OFFICIAL_GEOMETRY.high_res_size, strict=True))
+        size = dict(size)
         if set(size) != {"height", "width"} or min(size.values()) < 1:
             raise ValueError(f"size must be {{'height': H, 'width': W}} with positive sides, got {size}")
         self.size = {"height": int(size["height"]), "width": int(size["width"])}
