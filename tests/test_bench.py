@@ -33,6 +33,23 @@ def test_encode_bench_checks_equality_and_reports_ratios():
     json.dumps(result)
 
 
+@pytest.mark.slow
+def test_encode_bench_compiled():
+    result = encode.run(
+        "bf16",
+        layers=2,
+        repeats=1,
+        compile=True,
+        compare_fp32=False,
+        lm_width=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+    )
+    assert result["compiled"] and result["compile_s"] > 0
+    assert result["equal_outputs"], result["max_rel_err"]
+
+
 def test_flop_counts_official_shape():
     config = official_config()
     # spec 17.7: 19 CLIP-L/336 forwards ~ 7.4 TFLOP; the package runs 10 views through 23 layers.
@@ -87,14 +104,19 @@ def test_report_lists_targets(tmp_path):
                 "fraction_of_peak": 0.9,
             },
             {**_BF16_ROW, "speedup_vs_fp32": 2.0},
+            {**_BF16_ROW, "compiled": True, "ours_s": 0.4, "fraction_of_peak": 0.88, "compile_s": 21.5},
         ],
     }
     rows = {r[0]: r for r in report.targets(results)}
     assert rows["encode speedup (fp32, equal outputs)"][3] is True
-    assert rows["encode bf16 vs fp32"][3] is False
+    assert rows["encode bf16 vs fp32"][3] is False  # eager against eager: the compiled row does not replace it
+    assert rows["encode fraction of peak (bf16)"][2:] == [0.5, False]
+    assert rows["encode fraction of peak (bf16, torch.compile)"][2:] == [0.88, True]
     path = report.write(results, tmp_path)
     text = path.read_text()
     assert "| encode bf16 vs fp32 | >= 3 | 2.0 | **no** |" in text
+    assert "| encode fraction of peak (bf16, torch.compile) | >= 0.85 | 0.88 | yes |" in text
+    assert "| bf16 | torch.compile | 24 | 1.0 | 0.4 |" in text and "| 21.5 |" in text
     assert (tmp_path / "img" / "performance.png").stat().st_size > 1000
     assert json.loads((tmp_path / "performance.json").read_text())["encode"][0]["speedup"] == 2.0
 

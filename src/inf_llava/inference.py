@@ -86,15 +86,16 @@ class InfLlavaEngine:
     ) -> InfLlavaEngine:
         """Load model + processor from a directory: see :func:`inf_llava.loading.load_model` for ``dtype``,
         ``device``, ``device_map`` (e.g. ``"auto"`` across GPUs) and ``quantization`` (``"4bit"`` / ``"8bit"``).
-        ``compile=True`` compiles the image encoder with ``torch.compile`` (in place: parameter names and outputs
-        are unchanged; the first image of each batch size pays the compile time)."""
+        ``compile=True`` compiles the image encoder with ``torch.compile`` and inductor's weight freezing (in place:
+        parameter names are unchanged, outputs agree within the compute dtype's rounding; the first image of each
+        batch size pays the compile time; see :meth:`InfLlavaImageEncoder.compile`)."""
         from .loading import load_model
 
         model = load_model(
             path, dtype=dtype, device=device, device_map=device_map, quantization=quantization, **model_kwargs
         )
         if compile:
-            model.model.image_encoder.compile()
+            model.model.image_encoder.compile(freeze=True)
         processor = InfLlavaProcessor.from_pretrained(str(path))
         return cls(model, processor, template)
 

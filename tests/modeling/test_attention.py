@@ -118,3 +118,31 @@ def test_tower_in_bf16_uses_the_backend_and_matches_eager(monkeypatch):
         reference = eager(pixel_values=pixels).last_hidden_state
     # transformers 5's eager softmax runs in fp32, the official 4.37 one in bf16: equal up to bf16 rounding
     assert ((ours.float() - reference.float()).abs().max() / reference.float().abs().max()).item() < 3e-2
+
+
+def test_compiled_tower_keeps_the_blocked_attention_as_one_op():
+    """Under torch.compile the blocked kernel is an opaque op in the traced graph (inductor can neither unroll its
+    block loop nor swap in its slower CPU flash attention), and the traced tower computes what the eager one does."""
+    from inf_llava.modeling.vision_tower import build_vision_tower
+
+    config = CLIPVisionConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=56, patch_size=14
+    )
+    torch.manual_seed(0)
+    tower = build_vision_tower(config, 2).to(torch.bfloat16).eval()
+    targets = []
+
+    def record(graph_module, example_inputs):
+        targets.extend(node.target for node in graph_module.graph.nodes if node.op == "call_function")
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: tower(pixel_values=x).last_hidden_state, backend=record, dynamic=False)
+    pixels = torch.randn(2, 3, 56, 56).to(torch.bfloat16)
+    with torch.inference_mode():
+        expected = tower(pixel_values=pixels).last_hidden_state
+        got = compiled(pixels)
+    torch._dynamo.reset()
+    assert targets.count(torch.ops.inf_llava.blocked_attention.default) == 2  # one per layer
+    assert torch.bmm not in targets and torch.softmax not in targets
+    assert torch.equal(got, expected)

@@ -205,3 +205,26 @@ def test_torch_compile_keeps_outputs_and_names(tiny_model):
         compiled = tiny_model.get_image_features(pixels)
     assert [n for n, _ in tiny_model.named_parameters()] == names
     assert torch.allclose(eager, compiled, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_frozen_compile_matches_eager_and_uses_inductor_freezing(tiny_model, monkeypatch):
+    from torch._inductor import compile_fx
+
+    frozen_graphs = []
+    original = compile_fx.fw_compiler_freezing
+    monkeypatch.setattr(
+        compile_fx, "fw_compiler_freezing", lambda *a, **k: frozen_graphs.append(1) or original(*a, **k)
+    )
+    encoder = copy.deepcopy(tiny_model.model.image_encoder).eval()
+    pixels = torch.randn(2, 3, 72, 72)
+    names = [n for n, _ in encoder.named_parameters()]
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        eager = encoder(pixels)
+        encoder.compile(dynamic=False, freeze=True)
+        compiled = encoder(pixels)
+    torch._dynamo.reset()
+    assert frozen_graphs  # the weights were frozen into the compiled graphs
+    assert [n for n, _ in encoder.named_parameters()] == names
+    assert torch.allclose(eager, compiled, atol=1e-5)

@@ -35,7 +35,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.set_defaults(quantization=None)
     group.add_argument(
-        "--compile", action="store_true", help="torch.compile the image encoder (slower start, faster steady state)"
+        "--compile",
+        action="store_true",
+        help="torch.compile the image encoder with frozen weights (slower start, faster steady state)",
     )
 
 

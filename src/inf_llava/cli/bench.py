@@ -1,12 +1,13 @@
 """Benchmarks that run both sides in one process and report ratios.
 
-inf-llava bench encode [--dtype fp32|bf16] [--layers N] [--repeats R]   one JSON line
+inf-llava bench encode [--dtype fp32|bf16] [--layers N] [--repeats R] [--compile]   one JSON line
 inf-llava bench tokens                                                  INF-LLaVA vs LLaVA-NeXT tokens + prefill
 inf-llava bench generate                                                decode vs HF Llava, batched throughput
 inf-llava bench all [--output docs]                                     all of them + docs/performance.md
 
 ``--device cuda`` runs the same benchmarks on a GPU (``scripts/device-bench.sh`` is the prepared run for a lent
-one); ``all`` times the encoder in fp32 and bf16 and the LLM benchmarks in ``--dtype``.
+one); ``all`` times the encoder in fp32 and bf16 (eager, and bf16 under ``torch.compile`` with weight freezing) and
+the LLM benchmarks in ``--dtype``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     parser.add_argument("--layers", type=int, default=24, help="encode: tower layers (24 in CLIP-L; fewer on CPU)")
+    parser.add_argument(
+        "--compile", action="store_true", help="encode: time ours under torch.compile with weight freezing"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported) after a warm-up")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", default="docs", help="all: directory for performance.md/json and the chart")
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device}: no CUDA device is available here")
     common = dict(repeats=args.repeats, device=device)
     if args.which == "encode":
-        print(json.dumps(encode.run(args.dtype, layers=args.layers, **common)))
+        print(json.dumps(encode.run(args.dtype, layers=args.layers, compile=args.compile, **common)))
     elif args.which == "tokens":
         print(json.dumps(tokens.run(dtype=args.dtype, **common)))
     elif args.which == "generate":
@@ -54,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         command = f"inf-llava bench all --layers {args.layers} --device {args.device} --dtype {args.dtype}"
         results: dict = {"machine": machine_description(), "command": command, "encode": []}
-        for dtype in ("fp32", "bf16"):
-            row = encode.run(dtype, layers=args.layers, **common)
+        for dtype, compiled in (("fp32", False), ("bf16", False), ("bf16", True)):
+            row = encode.run(dtype, layers=args.layers, compile=compiled, compare_fp32=not compiled, **common)
             print(json.dumps(row), flush=True)
             results["encode"].append(row)
         results["tokens"] = tokens.run(dtype=args.dtype, **common)

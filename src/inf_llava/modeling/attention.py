@@ -46,8 +46,22 @@ def attention_forward(module, query, key, value, attention_mask, scaling=None, d
     scale_queries = math.frexp(scaling)[0] == 0.5  # a power of two: exact either way, cheaper on the queries
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
         return _unblocked(query, key, value, attention_mask, scaling, scale_queries), None
+    return blocked_attention(query, key, value, attention_mask, scaling), None
+
+
+@torch.library.custom_op("inf_llava::blocked_attention", mutates_args=())
+def blocked_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float
+) -> torch.Tensor:
+    """The blocked inference path, ``(B, H, L, Dh) -> (B, L, H, Dh)``. A custom op, so that ``torch.compile`` keeps it
+    as one opaque call (inductor would otherwise trace the block loop, or replace the pattern with its CPU
+    flash-attention kernel, which is several times slower in bf16 here) and compiles everything around it."""
+    scale_queries = math.frexp(scaling)[0] == 0.5
     # (B, H, L, Dh) in memory, so that every block below is a contiguous slice that bmm reads and writes in place
-    query = (query * scaling if scale_queries else query).contiguous()
+    if scale_queries:  # scaled straight into a contiguous buffer: one pass over the queries instead of two
+        query = torch.mul(query, scaling, out=query.new_empty(query.shape))
+    else:
+        query = query.contiguous()
     key, value = key.contiguous(), value.contiguous()
     B, H, L, _ = query.shape
     Lk = key.shape[2]
@@ -63,7 +77,13 @@ def attention_forward(module, query, key, value, attention_mask, scaling=None, d
         if attention_mask is not None:
             scores = (scores.view(n_b, n_h, L, Lk) + _mask_block(attention_mask, b, h)).view(n, L, Lk)
         torch.bmm(torch.softmax(scores, dim=-1), value[b, h].view(n, Lk, -1), out=out[b, h].view(n, L, -1))
-    return out.transpose(1, 2).contiguous(), None
+    return out.transpose(1, 2).contiguous()
+
+
+@blocked_attention.register_fake
+def _(query, key, value, attention_mask, scaling):
+    B, H, L, _ = query.shape
+    return query.new_empty(B, L, H, value.shape[-1])
 
 
 def _unblocked(query, key, value, mask, scaling: float, scale_queries: bool) -> torch.Tensor:

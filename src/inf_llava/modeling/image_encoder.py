@@ -197,3 +197,25 @@ class InfLlavaImageEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         fused = self.enhanced_features(pixel_values)
         return self.projector(fused.to(self.projector[0].weight.dtype))
+
+    def compile(self, *args, freeze: bool = False, **kwargs) -> None:
+        """``torch.compile`` in place (``nn.Module.compile``: parameter names and outputs unchanged).
+
+        ``freeze=True`` is for inference: calls made without gradients compile with inductor's weight freezing, so
+        the weights become constants of the compiled graph (pre-packed for the CPU's matmul kernels, bias and
+        residual additions fused into them, LayerNorm and the activation fused with their neighbours); the tower's
+        CPU bf16 attention stays the exact blocked kernel (:mod:`.attention`). The compiled graphs may hold copies of
+        the weights, so changing them after the first call is not supported: compile a fresh encoder instead.
+        """
+        super().compile(*args, **kwargs)
+        if freeze:
+            import torch._inductor.config as inductor_config
+
+            compiled = self._compiled_call_impl  # what nn.Module.compile installed and __call__ uses
+
+            def call_frozen(*call_args, **call_kwargs):
+                # Dynamo reads the flag when it traces, inductor when it compiles: both happen inside a call.
+                with inductor_config.patch(freezing=True):
+                    return compiled(*call_args, **call_kwargs)
+
+            self._compiled_call_impl = call_frozen
