@@ -32,6 +32,7 @@ from torch import nn
 from ..configuration import InfLlavaConfig
 from .cropping import global_crops, local_crops, merge_global, merge_local
 from .enhancement import DualPerspectiveEnhancement
+from .packed_linear import use_packed_linears
 from .projector import build_projector
 from .vision_tower import build_vision_tower, patch_features
 
@@ -73,6 +74,7 @@ class InfLlavaImageEncoder(nn.Module):
                 attn_implementation=config.dem_attn_implementation,
             )
         self.projector = build_projector(config.projector_type, width, config.text_config.hidden_size)
+        use_packed_linears(self)  # CPU bf16 inference multiplies by pre-packed weights; same bits, fewer reorders
         self.plan = self._plan()
 
     @property
