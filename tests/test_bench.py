@@ -9,11 +9,12 @@ from inf_llava.bench import encode, flops, report
 from inf_llava.bench.models import BenchSizes
 from inf_llava.presets import official_config
 
+# A narrow CLIP-shaped encoder: the bench's code paths without CLIP-L's cost.
+NARROW = dict(lm_width=64, hidden_size=64, intermediate_size=128, num_attention_heads=4)
+
 
 def test_encode_bench_checks_equality_and_reports_ratios():
-    result = encode.run(
-        "fp32", layers=2, repeats=1, lm_width=64, hidden_size=64, intermediate_size=128, num_attention_heads=4
-    )
+    result = encode.run("fp32", layers=2, repeats=1, **NARROW)
     assert result["equal_outputs"] and result["max_rel_err"] < 1e-4
     assert result["tower_views"] == {"reference": 19, "ours": 10}
     assert result["speedup"] == pytest.approx(result["reference_s"] / result["ours_s"], rel=0.01)
@@ -35,17 +36,7 @@ def test_encode_bench_checks_equality_and_reports_ratios():
 
 @pytest.mark.slow
 def test_encode_bench_compiled():
-    result = encode.run(
-        "bf16",
-        layers=2,
-        repeats=1,
-        compile=True,
-        compare_fp32=False,
-        lm_width=64,
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-    )
+    result = encode.run("bf16", layers=2, repeats=1, compile=True, compare_fp32=False, **NARROW)
     assert result["compiled"] and result["compile_s"] > 0
     assert result["equal_outputs"], result["max_rel_err"]
 
@@ -172,10 +163,7 @@ def test_encode_bench_on_cuda():
         "bf16",
         layers=2,
         repeats=1,
-        lm_width=64,
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
+        **NARROW,
         device="cuda",
         peak_shapes=[(1024, 1024, 1024)],
     )
