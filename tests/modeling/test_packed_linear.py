@@ -2,7 +2,10 @@
 never serves a stale weight."""
 
 import copy
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -121,3 +124,17 @@ def test_image_encoder_linears_are_packed_with_unchanged_names(tiny_model):
         plain = model.get_image_features(pixels)
     assert packed_layers == len(linears)
     assert torch.equal(packed, plain)
+
+
+def test_the_environment_can_turn_packing_off(monkeypatch):
+    code = "from inf_llava.modeling import packed_linear as p; print(p._PACKING)"
+    for value, expected in (("0", "False"), ("1", "True")):
+        env = {**os.environ, "INF_LLAVA_PACKED_WEIGHTS": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
+    monkeypatch.setattr(packed_linear, "_PACKING", False)
+    calls = _spy(monkeypatch)
+    plain, packed = _pair(16, 8)
+    with torch.no_grad():
+        assert torch.equal(packed(torch.ones(2, 16).to(torch.bfloat16)), plain(torch.ones(2, 16).to(torch.bfloat16)))
+    assert calls == [] and packed._packed is None
