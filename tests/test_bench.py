@@ -62,6 +62,7 @@ def test_tokens_and_generate_benches_on_a_small_llm():
     gen = generate.run(sizes, new_tokens=4, batch_sizes=(1, 2), repeats=1)
     assert [r["batch"] for r in gen["batched"]] == [1, 2]  # timings themselves are not asserted (machine load)
     assert {"ours_decode_tok_s", "llava_decode_tok_s", "decode_ratio"} <= gen.keys()
+    assert gen["packed_lm_weights"]["same_tokens"] is True  # bf16 decoding with and without packed LM weights
 
 
 _BF16_ROW = {

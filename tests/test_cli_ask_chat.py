@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import random_image, shapes_image
 from PIL import Image
 
@@ -150,3 +151,21 @@ def test_chat_turns_image_and_reset(monkeypatch, capsys, tiny_model_dir, engine,
     assert "error: /no/such.png: no such image file" in err
     assert "error: unknown command /bogus (try /help)" in err
     assert "Traceback" not in err
+
+
+def test_packed_lm_weights_give_the_same_answer_in_bf16(capsys, tiny_model_dir, photo):
+    from inf_llava.modeling.packed_linear import PackedLinear
+
+    plain = InfLlavaEngine.from_pretrained(tiny_model_dir, dtype="bf16", device="cpu")
+    packed = InfLlavaEngine.from_pretrained(tiny_model_dir, dtype="bf16", device="cpu", pack_lm_weights=True)
+    assert type(packed.model.lm_head) is PackedLinear and type(plain.model.lm_head) is torch.nn.Linear
+    lm_linears = [m for m in packed.model.model.language_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert lm_linears and all(type(m) is PackedLinear for m in lm_linears)
+    question = [plain.question("What is this?")]
+    expected = plain.complete(question, [[shapes_image()]], SETTINGS)[0].text
+    assert packed.complete(question, [[shapes_image()]], SETTINGS)[0].text == expected
+    assert sum(m._packed is not None for m in lm_linears) == len(lm_linears)  # the packed path really ran
+    flags = ["--dtype", "bf16", "--pack-lm-weights", "--image", str(photo)]
+    code, out, err = ask(capsys, tiny_model_dir, *flags, "-q", "What is this?")
+    assert code == 0, err
+    assert out == expected + "\n"

@@ -17,6 +17,7 @@ from PIL import Image
 from transformers import StoppingCriteria
 
 from .modeling.inf_llava import InfLlavaForConditionalGeneration
+from .modeling.packed_linear import use_packed_linears
 from .processing.processor import InfLlavaProcessor
 from .processing.templates import get_template
 
@@ -82,13 +83,17 @@ class InfLlavaEngine:
         device_map: str | dict[str, Any] | None = None,
         quantization: str | None = None,
         compile: bool = False,
+        pack_lm_weights: bool = False,
         **model_kwargs: Any,
     ) -> InfLlavaEngine:
         """Load model + processor from a directory: see :func:`inf_llava.loading.load_model` for ``dtype``,
         ``device``, ``device_map`` (e.g. ``"auto"`` across GPUs) and ``quantization`` (``"4bit"`` / ``"8bit"``).
         ``compile=True`` compiles the image encoder with ``torch.compile`` and inductor's weight freezing (in place:
         parameter names are unchanged, outputs agree within the compute dtype's rounding; the first image of each
-        batch size pays the compile time; see :meth:`InfLlavaImageEncoder.compile`)."""
+        batch size pays the compile time; see :meth:`InfLlavaImageEncoder.compile`). ``pack_lm_weights=True`` lets
+        the language model's linear layers (the image encoder's always do) multiply by weights packed once for oneDNN
+        when running in bf16 on CPU: the same tokens, faster decoding, one extra copy of the LM's weights in memory
+        (:mod:`inf_llava.modeling.packed_linear`)."""
         from .loading import load_model
 
         model = load_model(
@@ -96,6 +101,9 @@ class InfLlavaEngine:
         )
         if compile:
             model.model.image_encoder.compile(freeze=True)
+        if pack_lm_weights:
+            use_packed_linears(model.model.language_model)
+            use_packed_linears(model.lm_head)
         processor = InfLlavaProcessor.from_pretrained(str(path))
         return cls(model, processor, template)
 

@@ -138,3 +138,14 @@ def test_the_environment_can_turn_packing_off(monkeypatch):
     with torch.no_grad():
         assert torch.equal(packed(torch.ones(2, 16).to(torch.bfloat16)), plain(torch.ones(2, 16).to(torch.bfloat16)))
     assert calls == [] and packed._packed is None
+
+
+def test_restore_linears_undoes_the_swap():
+    model = use_packed_linears(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))).to(torch.bfloat16)
+    with torch.no_grad():
+        model(torch.randn(2, 8).to(torch.bfloat16))
+    packed = [model[0], model[2]]
+    assert all(m._packed is not None for m in packed)
+    packed_linear.restore_linears(model)
+    assert [type(m) for m in model] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert all(m.__dict__.get("_packed") is None for m in packed)

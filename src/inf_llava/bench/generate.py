@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from ..modeling import packed_linear
 from ..modeling.inf_llava import InfLlavaForConditionalGeneration
 from ..runtime import DTYPES
 from .models import BenchSizes, build_models
-from .timing import median_seconds
+from .timing import interleaved_median_seconds, median_seconds
 
 PROMPT = "USER: <image>\nDescribe the image in detail. ASSISTANT:"
 
@@ -36,6 +37,46 @@ def decode_rate(model, inputs, new_tokens: int, repeats: int) -> float:
         first = median_seconds(lambda: _generate(model, inputs, 1), repeats, device=model.device)
     batch = inputs["input_ids"].shape[0]
     return batch * (new_tokens - 1) / max(full - first, 1e-9)
+
+
+def packed_lm_decode(sizes: BenchSizes, image: Image.Image, new_tokens: int, repeats: int) -> dict:
+    """bf16 decoding on CPU with the LM's linears plain vs packed (``--pack-lm-weights``), timed in turns on one
+    model, and whether both produce the same tokens."""
+    _, ours, processor, *_ = build_models(sizes, device="cpu", dtype=torch.bfloat16)
+    inputs = processor(images=[image], text=PROMPT, return_tensors="pt")
+    lm = (ours.model.language_model, ours.lm_head)
+
+    def packed(on: bool) -> None:
+        for module in lm:
+            (packed_linear.use_packed_linears if on else packed_linear.restore_linears)(module)
+
+    def timed(on: bool, tokens: int):
+        return lambda: (packed(on), _generate(ours, inputs, tokens))
+
+    with torch.inference_mode():
+        tokens = {}
+        for on in (False, True):
+            packed(on)
+            tokens[on] = ours.generate(**inputs, max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+        seconds = interleaved_median_seconds(
+            {
+                "plain": timed(False, new_tokens),
+                "plain_first": timed(False, 1),
+                "packed": timed(True, new_tokens),
+                "packed_first": timed(True, 1),
+            },
+            repeats=repeats,
+        )
+    packed(False)
+    plain_rate = (new_tokens - 1) / max(seconds["plain"] - seconds["plain_first"], 1e-9)
+    packed_rate = (new_tokens - 1) / max(seconds["packed"] - seconds["packed_first"], 1e-9)
+    return {
+        "dtype": "bf16",
+        "plain_decode_tok_s": round(plain_rate, 1),
+        "packed_decode_tok_s": round(packed_rate, 1),
+        "speedup": round(packed_rate / plain_rate, 3),
+        "same_tokens": bool(torch.equal(tokens[False], tokens[True])),
+    }
 
 
 def run(
@@ -66,6 +107,9 @@ def run(
                 "decode_tok_s": round(decode_rate(ours, inputs, new_tokens, repeats), 1),
             }
         )
+    packed = None
+    if torch.device(device).type == "cpu" and packed_linear._PACKING:
+        packed = packed_lm_decode(sizes, image, new_tokens, repeats)
     for row in batched:
         row["decode_vs_batch1"] = round(row["decode_tok_s"] / batched[0]["decode_tok_s"], 2)
         row["end_to_end_vs_batch1"] = round(row["end_to_end_tok_s"] / batched[0]["end_to_end_tok_s"], 2)
@@ -77,6 +121,7 @@ def run(
         "llava_decode_tok_s": round(llava_rate, 1),
         "decode_ratio": round(ours_rate / llava_rate, 3),
         "batched": batched,
+        "packed_lm_weights": packed,
         "device": device,
         "dtype": dtype,
         "threads": torch.get_num_threads(),

@@ -103,6 +103,16 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _packed_lm_line(packed: dict[str, Any] | None) -> list[str]:
+    if not packed:
+        return []
+    same = "the same tokens" if packed["same_tokens"] else "**different tokens**"
+    return [
+        f"- bf16 on CPU with `--pack-lm-weights` (the LM's linears multiply by weights packed once for oneDNN): "
+        f"{packed['packed_decode_tok_s']} vs {packed['plain_decode_tok_s']} tokens/s ({packed['speedup']}x), {same}."
+    ]
+
+
 def _encode_label(row: dict[str, Any]) -> str:
     return row["dtype"] + (", torch.compile" if row.get("compiled") else "")
 
@@ -239,6 +249,7 @@ def write(results: dict[str, Any], docs_dir: Path) -> Path:
             "",
             f"- INF-LLaVA {gen['ours_decode_tok_s']} tokens/s vs HF `LlavaForConditionalGeneration` "
             f"{gen['llava_decode_tok_s']} tokens/s (ratio {gen['decode_ratio']}).",
+            *_packed_lm_line(gen.get("packed_lm_weights")),
             "",
             _table(
                 ["batch", "decode tok/s", "vs batch 1", "end-to-end tok/s", "vs batch 1"],

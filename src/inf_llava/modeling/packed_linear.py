@@ -96,3 +96,12 @@ def use_packed_linears(module: nn.Module) -> nn.Module:
         if type(child) is nn.Linear:
             child.__class__ = PackedLinear
     return module
+
+
+def restore_linears(module: nn.Module) -> nn.Module:
+    """Undo :func:`use_packed_linears`: plain ``nn.Linear`` again, packed copies freed."""
+    for child in module.modules():
+        if type(child) is PackedLinear:
+            child.clear_packed()
+            child.__class__ = nn.Linear
+    return module
