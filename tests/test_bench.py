@@ -17,6 +17,15 @@ def test_encode_bench_checks_equality_and_reports_ratios():
     result = encode.run("fp32", layers=2, repeats=1, **NARROW)
     assert result["equal_outputs"] and result["max_rel_err"] < 1e-4
     assert result["tower_views"] == {"reference": 19, "ours": 10}
+    assert result["shape"] == {
+        "width": 64,
+        "patches_per_side": 24,
+        "heads": 4,
+        "head_dim": 16,
+        "grid": [3, 3],
+        "projector": "mlp2x_gelu",
+        "lm_width": 64,
+    }
     assert result["speedup"] == pytest.approx(result["reference_s"] / result["ours_s"], rel=0.01)
     assert result["fraction_of_peak"] == pytest.approx(result["achieved_gflops"] / result["peak_gflops"], abs=0.002)
     for key in (
@@ -108,6 +117,9 @@ def test_report_lists_targets(tmp_path):
     text = path.read_text()
     assert "| encode bf16 vs fp32 | >= 3 | 2.0 | **no** |" in text
     assert "| encode fraction of peak (bf16, torch.compile) | >= 0.85 | 0.88 | yes |" in text
+    # rows without a recorded shape (older JSON) are described as the released model's tower
+    assert "Tower of width 1024 with 24x24 patches per view and 16 heads of dim 64" in text
+    assert "(19 tower calls keeping every hidden state" in text
     assert "| bf16 | torch.compile | 24 | 1.0 | 0.4 |" in text and "| 21.5 |" in text
     assert (tmp_path / "img" / "performance.png").stat().st_size > 1000
     assert json.loads((tmp_path / "performance.json").read_text())["encode"][0]["speedup"] == 2.0

@@ -1,9 +1,10 @@
-"""``bench encode``: the image encoder at the real CLIP-L/14-336 shape against the straightforward official
+"""``bench encode``: the image encoder at the released model's shape against the straightforward official
 computation, in one run.
 
-Both sides share weights: a CLIP-L/14-336-shaped tower (random weights; ``layers`` of them, 24 in the real model),
-the DEM and the ``mlp2x_gelu`` projector to a 4096-wide LM. The reference is :func:`inf_llava.reference.
-official_encode_images`: 19 separate tower calls keeping every hidden state, per-window DEM attention loops. Ours is
+Both sides share weights: a tower shaped like ``configuration.CLIP_L14_336`` (random weights; ``layers`` of them, the
+config's ``num_hidden_layers`` in the real model), the DEM and the ``mlp2x_gelu`` projector to an LM of width
+``lm_width``. The reference is :func:`inf_llava.reference.official_encode_images`: ``2K + 1`` separate tower calls
+keeping every hidden state, per-window DEM attention loops. Ours is
 :class:`~inf_llava.modeling.image_encoder.InfLlavaImageEncoder`. The sides are timed in turns, so a drift in the
 machine's speed moves them alike.
 """
@@ -31,10 +32,24 @@ TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 
 
 def encoder_config(layers: int, lm_width: int = 4096, **vision_overrides: Any) -> InfLlavaConfig:
-    """CLIP-L/14-336 with ``layers`` layers (``vision_overrides`` shrink it for smoke tests)."""
+    """``configuration.CLIP_L14_336`` with ``layers`` layers (``vision_overrides`` shrink it for smoke tests)."""
     vision = CLIPVisionConfig(**{**CLIP_L14_336, "num_hidden_layers": layers, **vision_overrides})
     text = LlamaConfig(hidden_size=lm_width, num_hidden_layers=1, num_attention_heads=32, vocab_size=32)
     return InfLlavaConfig(vision_config=vision, text_config=text, image_token_id=0)
+
+
+def encoder_shape(config: InfLlavaConfig) -> dict[str, Any]:
+    """What the report says about the benchmarked encoder, read from its config."""
+    vision, geo = config.vision_config, config.geometry
+    return {
+        "width": vision.hidden_size,
+        "patches_per_side": geo.patches_per_side,
+        "heads": vision.num_attention_heads,
+        "head_dim": vision.hidden_size // vision.num_attention_heads,
+        "grid": list(geo.grid),
+        "projector": config.projector_type,
+        "lm_width": config.text_config.hidden_size,
+    }
 
 
 def build_pair(layers: int, seed: int = 0, lm_width: int = 4096, **vision_overrides: Any):
@@ -116,6 +131,7 @@ def run(
         "ours_tflop": round(flops["total"] / 1e12, 3),
         "reference_tflop": round(reference_flops["total"] / 1e12, 3),
         "tower_views": {"reference": 2 * geo.num_crops + 1, "ours": views},
+        "shape": encoder_shape(config),
         "device": str(pixels.device),
         "threads": torch.get_num_threads(),
     }

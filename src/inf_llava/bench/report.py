@@ -30,7 +30,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
         axes[0].bar([i + 0.2 for i in x], [r["ours_s"] for r in encodes], 0.4, label="inf-llava")
         axes[0].set_xticks(list(x), labels)
         axes[0].set_ylabel("seconds per image")
-        axes[0].set_title("image encoder (CLIP-L/14-336 shape)")
+        shape = _shape(encodes[0])
+        axes[0].set_title(f"image encoder (width {shape['width']}, {_patches(shape)} patches)")
         axes[0].legend()
     tokens = results.get("tokens")
     if tokens:
@@ -103,6 +104,35 @@ def targets(results: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _shape(row: dict[str, Any]) -> dict[str, Any]:
+    """The benchmarked encoder's shape as the row recorded it (older rows: the bench's default, the official one)."""
+    if "shape" in row:
+        return row["shape"]
+    from .encode import encoder_config, encoder_shape
+
+    return encoder_shape(encoder_config(layers=2))
+
+
+def _default_views() -> dict[str, int]:
+    from ..configuration import OFFICIAL_GEOMETRY
+
+    return {"reference": 2 * OFFICIAL_GEOMETRY.num_crops + 1, "ours": OFFICIAL_GEOMETRY.num_crops + 1}
+
+
+def _patches(shape: dict[str, Any]) -> str:
+    return f"{shape['patches_per_side']}x{shape['patches_per_side']}"
+
+
+def _shape_text(row: dict[str, Any]) -> str:
+    s = _shape(row)
+    grid = "x".join(str(n) for n in s["grid"])
+    return (
+        f"Tower of width {s['width']} with {_patches(s)} patches per view and {s['heads']} heads of dim "
+        f"{s['head_dim']} (by default the released model's vision tower; random weights), {grid} grid, "
+        f"DEM, mean fusion and `{s['projector']}` projector to {s['lm_width']}."
+    )
+
+
 def _packed_lm_line(packed: dict[str, Any] | None) -> list[str]:
     if not packed:
         return []
@@ -151,18 +181,19 @@ def write(results: dict[str, Any], docs_dir: Path) -> Path:
         ]
     encodes = results.get("encode", [])
     if encodes:
+        views = encodes[0]["tower_views"] if "tower_views" in encodes[0] else _default_views()
         parts += [
             "## Image encoder vs the official computation",
             "",
-            "CLIP-L/14-336 shape (width 1024, 24x24 patches, 16 heads, random weights), 3x3 grid, DEM, mean fusion and "
-            "`mlp2x_gelu` projector to 4096. Reference: the official `encode_images` written straightforwardly "
-            "(19 tower calls keeping every hidden state, per-window DEM loops). Ours: one tower call over the 10 views "
-            "that reach the output, the tower built up to layer -2, the DEM's centre rows only; in bf16 on CPU the "
+            _shape_text(encodes[0]) + " Reference: the official `encode_images` written straightforwardly "
+            f"({views['reference']} tower calls keeping every hidden state, per-window DEM loops). Ours: one tower "
+            f"call over the {views['ours']} views that reach the output, the tower built up to layer -2, the DEM's "
+            "centre rows only; in bf16 on CPU the "
             "linear layers multiply by weights pre-packed once for oneDNN (`modeling/packed_linear.py`, same bits) "
             "and the tower's attention runs as two matmuls around a softmax over cache-sized blocks of heads "
             "(`modeling/attention.py`). The sides are timed in turns. `max_rel_err` is the max absolute difference "
             "over the max absolute value of the reference output. In bf16 the fraction of peak is lower than in fp32: "
-            "the GEMMs gain about 4x from the bf16 units, but the softmax, the head-dim-64 attention products, GELU "
+            "the GEMMs gain about 4x from the bf16 units, but the softmax, the small-head-dim attention products, GELU "
             "and LayerNorm gain much less, so they take a larger share of the time. The `torch.compile` row is "
             "`InfLlavaImageEncoder.compile(freeze=True)` (`--compile` in the CLI and the server): inductor freezes the "
             "weights (pre-packed like eager's), fuses bias and residual additions into the GEMMs "

@@ -1,8 +1,8 @@
 """``bench tokens``: visual tokens and LLM prefill time, INF-LLaVA vs HF LLaVA-NeXT (AnyRes) on the same LLM.
 
-INF-LLaVA always gives the LLM one view's worth of tokens (576 with CLIP-L/14-336) while AnyRes grows with the image;
-prefill is timed as the language model's forward over the spliced ``inputs_embeds`` (same weights on both sides),
-and the whole forward (tower + LLM) is timed as well.
+INF-LLaVA always gives the LLM one view's worth of tokens (``geometry.tokens_per_view``) while AnyRes grows with the
+image; prefill is timed as the language model's forward over the spliced ``inputs_embeds`` (same weights on both
+sides), and the whole forward (tower + LLM) is timed as well.
 """
 
 from __future__ import annotations

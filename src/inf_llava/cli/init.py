@@ -3,9 +3,10 @@
 From pretrained backbones (local directories, or hub ids when online): the vision tower and the LLM keep their
 weights, the DEM and projector are newly initialised from --seed. Or from a preset built locally:
 
-  inf-llava init --vision-tower openai/clip-vit-large-patch14-336 \
-      --llm meta-llama/Meta-Llama-3-8B-Instruct --output base
+  inf-llava init --vision-tower TOWER --llm meta-llama/Meta-Llama-3-8B-Instruct --output base
   inf-llava init --preset tiny --output tiny-base
+
+TOWER is a Hugging Face vision model (folder or hub id); the released model's is ``configuration.CLIP_L14_336_REPO``.
 """
 
 from __future__ import annotations

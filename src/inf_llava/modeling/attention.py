@@ -7,12 +7,13 @@ arithmetic (transformers 4.37 CLIP eager attention: scores, softmax and weighted
 Two details make that path run near the matmul rate instead of at memory speed:
 
 - the ``(batch, heads)`` pairs are processed in blocks whose ``L x L`` scores fit in :data:`SCORE_BLOCK_BYTES`, so
-  the scores are written, softmaxed and read back from cache instead of main memory (CLIP-L/14-336: 16 heads x
-  577 x 577 bf16 scores are 10.7 MB per view, 107 MB for the 10 views of an image). Every block computes exactly what
-  the unblocked matmuls compute for its rows, so the result is bit-identical;
-- when the scale is a power of two (head dim 64: 1/8) it is applied to the queries before the first matmul, which is
-  also bit-identical (scaling by a power of two commutes with rounding) and touches far fewer elements than scaling
-  the scores.
+  the scores are written, softmaxed and read back from cache instead of main memory (``heads x L x L`` scores per
+  view, ``L = tokens_per_view + 1``: about 10 MB in bf16 for the released model's tower, times the number of views
+  for an image). Every block computes exactly what the unblocked matmuls compute for its rows, so the result is
+  bit-identical;
+- when the scale is a power of two (``head_dim ** -0.5`` for head dims 4, 16, 64, ...) it is applied to the queries
+  before the first matmul, which is also bit-identical (scaling by a power of two commutes with rounding) and touches
+  far fewer elements than scaling the scores.
 
 The blocks write into preallocated buffers, which autograd cannot follow, so when gradients flow (training the
 tower in half precision on CPU) the same arithmetic runs unblocked. Like ``sdpa``, this backend does not return
