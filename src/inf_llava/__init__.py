@@ -7,7 +7,7 @@ Public API: :class:`InfLlavaConfig`, :class:`InfLlavaForConditionalGeneration`, 
 """
 
 from .configuration import InfLlavaConfig
-from .geometry import Geometry
+from .geometry import DynamicGeometry, Geometry, select_grid
 from .modeling import (
     DualPerspectiveEnhancement,
     InfLlavaForConditionalGeneration,
@@ -27,6 +27,7 @@ register_auto_classes()
 __all__ = [
     "TEMPLATES",
     "DualPerspectiveEnhancement",
+    "DynamicGeometry",
     "Geometry",
     "InfLlavaConfig",
     "InfLlavaForConditionalGeneration",
@@ -37,4 +38,5 @@ __all__ = [
     "local_crops",
     "merge_global",
     "merge_local",
+    "select_grid",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .geometry import Geometry, normalize_grid
+from .geometry import DYNAMIC, DynamicGeometry, Geometry, geometry_from_config, normalize_grid
 
 # The official vision tower (spec section 2): its hub repository and its config.
 CLIP_L14_336_REPO = "openai/clip-vit-large-patch14-336"
@@ -49,7 +49,14 @@ class InfLlavaConfig(PreTrainedConfig):
         vision_config: config of the vision tower (any HF vision model with ``image_size``/``patch_size``; default
             CLIP-L/14-336).
         text_config: config of the causal LM (any HF decoder; default Llama).
-        grid: DCM grid, ``n`` or ``(n_h, n_w)``; the high-resolution input is ``(n_h * S, n_w * S)``.
+        grid: DCM grid, ``n`` or ``(n_h, n_w)``; the high-resolution input is ``(n_h * S, n_w * S)``. Or
+            ``"dynamic"``: each image gets the candidate grid that fits its size and aspect ratio best
+            (:func:`~inf_llava.geometry.select_grid`; docs/dynamic-grids.md), and ``pixel_values`` carry the tiles of
+            each image with ``image_grids`` saying which grid it got.
+        max_views: with ``grid="dynamic"``, the budget: at most this many sub-images per perspective
+            (``n_h * n_w <= max_views``; default 9, the official 3x3's). Ignored for a fixed grid.
+        grid_candidates: with ``grid="dynamic"``, the allowed grids as ``[[n_h, n_w], ...]`` (each within
+            ``max_views``); default every grid within the budget.
         vision_feature_layer: index into the tower's hidden states (embeddings output first); the tower is built only
             up to this layer.
         vision_feature_select_strategy: ``"patch"``: the ``p * p`` patch tokens (a leading class token is dropped).
@@ -85,7 +92,9 @@ class InfLlavaConfig(PreTrainedConfig):
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    grid: int | list[int] = OFFICIAL_GRID
+    grid: int | list[int] | str = OFFICIAL_GRID
+    max_views: int = 9
+    grid_candidates: list[list[int]] | None = None
     vision_feature_layer: int = -2
     vision_feature_select_strategy: str = "patch"
     vision_feature_norm: bool = False
@@ -104,7 +113,15 @@ class InfLlavaConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
-        self.grid = list(normalize_grid(self.grid))
+        if isinstance(self.grid, str):
+            if self.grid != DYNAMIC:
+                raise ValueError(f"grid must be an int, a pair (n_h, n_w) or 'dynamic', got {self.grid!r}")
+        else:
+            self.grid = list(normalize_grid(self.grid))
+            if self.grid_candidates is not None:
+                raise ValueError("grid_candidates applies only with grid='dynamic'")
+        if self.grid_candidates is not None:
+            self.grid_candidates = [list(normalize_grid(g)) for g in self.grid_candidates]
         self.validate_settings()
 
     def validate_settings(self) -> None:
@@ -136,24 +153,32 @@ class InfLlavaConfig(PreTrainedConfig):
 
     # ---- derived geometry (never separate knobs) -------------------------------------------------------------
     @property
-    def geometry(self) -> Geometry:
-        return Geometry.from_config(self)
+    def geometry(self) -> Geometry | DynamicGeometry:
+        """A :class:`Geometry` for a fixed grid, a :class:`DynamicGeometry` for ``grid="dynamic"``."""
+        return geometry_from_config(self)
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.grid == DYNAMIC
 
     @property
     def tokens_per_image(self) -> int:
-        """Image-token slots per image in the prompt (one view's patch count, :attr:`Geometry.tokens_per_image`)."""
+        """Image-token slots per image in the prompt (one view's patch count, :attr:`Geometry.tokens_per_image`;
+        the same for every grid)."""
         return self.geometry.tokens_per_image
 
     @property
     def high_res_size(self) -> tuple[int, int]:
         """(height, width) of the high-resolution input (grid times view size, :attr:`Geometry.high_res_size`)."""
+        if self.is_dynamic:
+            raise ValueError("grid='dynamic' has a high-resolution size per image: use config.geometry.for_image(h, w)")
         return self.geometry.high_res_size
 
     @property
     def num_views(self) -> int:
         """Views per image in the official computation: ``2 * n_h * n_w`` sub-images plus the low-resolution view
-        (the model encodes fewer: only those that reach the output)."""
-        return 2 * self.geometry.num_crops + int(self.use_low_res_view)
+        (the model encodes fewer: only those that reach the output); for dynamic grids, the most any image gets."""
+        return 2 * self.geometry.max_crops + int(self.use_low_res_view)
 
     @property
     def num_tower_layers(self) -> int:

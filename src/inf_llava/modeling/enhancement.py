@@ -21,6 +21,12 @@ tokens and their branch-B queries are the centre phase of ``CM`` (spec section 6
 positions reach the output). That is the same function with about ``n_h * n_w`` times less attention work, and it
 reads only the centre strided view: the other ``K - 1`` strided views never reach the output
 (:meth:`DualPerspectiveEnhancement.forward_centre`). ``full=True`` runs the full-shape computation instead.
+
+The module's parameters do not depend on the grid: every window and phase holds one view's ``T`` tokens whatever
+``(n_h, n_w)`` is. So one module serves any grid: ``grid=`` on each call overrides the one it was built with (dynamic
+grids, docs/dynamic-grids.md). For a non-square grid the map is ``(n_h p, n_w p)`` and step 5 resizes each axis by its
+own factor: bilinear picks the centre row/column of each block along an odd factor and averages the two middle ones
+along an even factor (``align_corners=False``); average pooling averages each ``n_h x n_w`` block.
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ class DualPerspectiveEnhancement(nn.Module):
 
     Args:
         dim: vision width ``D`` (must be even).
-        grid: ``n`` or ``(n_h, n_w)``.
+        grid: ``n`` or ``(n_h, n_w)``: the default grid of calls that pass none (None: every call passes one).
         num_heads: attention heads (official: 8).
         ffn_ratio: branch FFN bottleneck ratio (official: 16).
         pooling: ``"bilinear"`` (official) or ``"avg"``.
@@ -107,7 +113,7 @@ class DualPerspectiveEnhancement(nn.Module):
     def __init__(
         self,
         dim: int,
-        grid: int | tuple[int, int],
+        grid: int | tuple[int, int] | None,
         num_heads: int = 8,
         ffn_ratio: int = 16,
         pooling: str = "bilinear",
@@ -119,7 +125,7 @@ class DualPerspectiveEnhancement(nn.Module):
             raise ValueError(f"DEM width must be even (each branch keeps half), got {dim}")
         if pooling not in ("bilinear", "avg"):
             raise ValueError(f"pooling must be 'bilinear' or 'avg', got {pooling!r}")
-        self.grid = normalize_grid(grid)
+        self.grid = None if grid is None else normalize_grid(grid)
         self.pooling = pooling
         self.attention = WindowCrossAttention(dim, num_heads, eps, attn_implementation)
         self.ffn_local = _ffn(dim, ffn_ratio)  # official `ffn_crop`, applied to C' (local-as-query outputs)
@@ -140,11 +146,18 @@ class DualPerspectiveEnhancement(nn.Module):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
-    def centre_only_applies(self, patches_per_side: int) -> bool:
+    def _grid(self, grid: int | tuple[int, int] | None) -> tuple[int, int]:
+        if grid is not None:
+            return normalize_grid(grid)
+        if self.grid is None:
+            raise ValueError("this DEM was built without a grid; pass grid=(n_h, n_w)")
+        return self.grid
+
+    def centre_only_applies(self, patches_per_side: int, grid: int | tuple[int, int] | None = None) -> bool:
         """True when the output needs only the local tiles and the *centre* strided view: bilinear pooling of an odd
         grid is an exact pick of each block's centre token, and ``p`` divisible by ``n`` keeps the picked queries
         in whole windows (spec section 6)."""
-        n_h, n_w = self.grid
+        n_h, n_w = self._grid(grid)
         return (
             self.pooling == "bilinear"
             and n_h % 2 == 1
@@ -155,47 +168,65 @@ class DualPerspectiveEnhancement(nn.Module):
 
     @property
     def centre_index(self) -> int:
-        """Index ``c_h * n_w + c_w`` of the centre strided view."""
-        n_h, n_w = self.grid
+        """Index ``c_h * n_w + c_w`` of the centre strided view (of the default grid)."""
+        return self.centre_index_for(self.grid)
+
+    def centre_index_for(self, grid: int | tuple[int, int] | None = None) -> int:
+        """Index ``c_h * n_w + c_w`` of the centre strided view of ``grid``."""
+        n_h, n_w = self._grid(grid)
         return (n_h - 1) // 2 * n_w + (n_w - 1) // 2
 
-    def forward(self, local_feats: torch.Tensor, global_feats: torch.Tensor, *, full: bool = False) -> torch.Tensor:
-        """``(B, K, T, D), (B, K, T, D) -> (B, T, D)``."""
-        B, K, T, D, p = self._check(local_feats, global_feats)
-        if not full and self.centre_only_applies(p):
-            return self.forward_centre(local_feats, global_feats[:, self.centre_index])
-        fuse, _ = self._full_map(local_feats, global_feats, p, return_weights=False)
-        return self._pool(fuse, p).reshape(B, T, D)
+    def forward(
+        self,
+        local_feats: torch.Tensor,
+        global_feats: torch.Tensor,
+        *,
+        full: bool = False,
+        grid: int | tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """``(B, K, T, D), (B, K, T, D) -> (B, T, D)``; ``grid`` overrides the module's grid for this call."""
+        grid = self._grid(grid)
+        B, K, T, D, p = self._check(local_feats, global_feats, grid)
+        if not full and self.centre_only_applies(p, grid):
+            return self.forward_centre(local_feats, global_feats[:, self.centre_index_for(grid)], grid=grid)
+        fuse, _ = self._full_map(local_feats, global_feats, p, return_weights=False, grid=grid)
+        return self._pool(fuse, p, grid).reshape(B, T, D)
 
-    def forward_centre(self, local_feats: torch.Tensor, centre_feats: torch.Tensor) -> torch.Tensor:
+    def forward_centre(
+        self, local_feats: torch.Tensor, centre_feats: torch.Tensor, *, grid: int | tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """The same output from the local tiles and the centre strided view alone: ``(B, K, T, D), (B, T, D) ->
         (B, T, D)``. The other strided views never reach the output, so they need not be encoded at all. Only valid
         when :meth:`centre_only_applies`."""
+        grid = self._grid(grid)
         B, K, T, D = local_feats.shape
         p = math.isqrt(T)
-        if centre_feats.shape != (B, T, D) or not self.centre_only_applies(p) or K != self.grid[0] * self.grid[1]:
+        if centre_feats.shape != (B, T, D) or not self.centre_only_applies(p, grid) or K != grid[0] * grid[1]:
             raise ValueError(
                 f"centre-only DEM needs (B, K, T, D) local and (B, T, D) centre features with an odd grid, bilinear "
                 f"pooling and p divisible by n; got {tuple(local_feats.shape)}, {tuple(centre_feats.shape)}"
             )
-        return self._centre_only(local_feats, centre_feats.view(B, p, p, D), p).reshape(B, T, D)
+        return self._centre_only(local_feats, centre_feats.view(B, p, p, D), p, grid).reshape(B, T, D)
 
-    def attention_maps(self, local_feats: torch.Tensor, global_feats: torch.Tensor) -> EnhancementAttentions:
+    def attention_maps(
+        self, local_feats: torch.Tensor, global_feats: torch.Tensor, *, grid: int | tuple[int, int] | None = None
+    ) -> EnhancementAttentions:
         """Full-shape pass returning the attention weights of both branches (for inspection and plots)."""
-        B, K, T, D, p = self._check(local_feats, global_feats)
-        _, (wa, wb) = self._full_map(local_feats, global_feats, p, return_weights=True)
+        grid = self._grid(grid)
+        B, K, T, D, p = self._check(local_feats, global_feats, grid)
+        _, (wa, wb) = self._full_map(local_feats, global_feats, p, return_weights=True, grid=grid)
         heads = self.attention.num_heads
         return EnhancementAttentions(global_query=wa.view(B, K, heads, T, T), local_query=wb.view(B, K, heads, T, T))
 
     # ---- internals ---------------------------------------------------------------------------------------------
-    def _check(self, local_feats: torch.Tensor, global_feats: torch.Tensor):
+    def _check(self, local_feats: torch.Tensor, global_feats: torch.Tensor, grid: tuple[int, int]):
         if local_feats.shape != global_feats.shape or local_feats.dim() != 4:
             raise ValueError(
                 "DEM expects local and global features of the same (B, K, T, D) shape, got "
                 f"{tuple(local_feats.shape)} and {tuple(global_feats.shape)}"
             )
         B, K, T, D = local_feats.shape
-        n_h, n_w = self.grid
+        n_h, n_w = grid
         if K != n_h * n_w:
             raise ValueError(f"DEM built for a {n_h}x{n_w} grid expects {n_h * n_w} sub-images, got {K}")
         p = math.isqrt(T)
@@ -208,9 +239,9 @@ class DualPerspectiveEnhancement(nn.Module):
         cat = torch.cat([self.ffn_local(c_prime), self.ffn_global(s_prime)], dim=-1)
         return self.norm(cat + s_prime + c_prime)
 
-    def _full_map(self, local_feats, global_feats, p: int, return_weights: bool):
+    def _full_map(self, local_feats, global_feats, p: int, return_weights: bool, grid=None):
         B, K, T, D = local_feats.shape
-        grid = self.grid
+        grid = self._grid(grid)
         local_map = merge_local(local_feats.view(B, K, p, p, D), grid, channels_last=True)  # CM (B, n_h p, n_w p, D)
         global_map = merge_global(global_feats.view(B, K, p, p, D), grid, channels_last=True)  # SM
         # Branch A: contiguous windows of SM query the local tile in the same window (= CM window k).
@@ -223,21 +254,20 @@ class DualPerspectiveEnhancement(nn.Module):
         c_prime = merge_global(out_b.view(B, K, p, p, D), grid, channels_last=True)
         return self._fuse(c_prime, s_prime), (w_a, w_b)  # (B, n_h p, n_w p, D)
 
-    def _pool(self, fuse: torch.Tensor, p: int) -> torch.Tensor:
+    def _pool(self, fuse: torch.Tensor, p: int, grid: tuple[int, int]) -> torch.Tensor:
         x = fuse.permute(0, 3, 1, 2)  # (B, D, n_h p, n_w p)
         if self.pooling == "bilinear":
             # Official: fp32 bilinear resize (align_corners=False, no antialias), cast back.
             x = F.interpolate(x.float(), size=(p, p), mode="bilinear", align_corners=False).to(fuse.dtype)
         else:
-            x = F.avg_pool2d(x, kernel_size=self.grid)
+            x = F.avg_pool2d(x, kernel_size=grid)
         return x.permute(0, 2, 3, 1)  # (B, p, p, D)
 
-    def _centre_only(self, local_feats: torch.Tensor, centre: torch.Tensor, p: int) -> torch.Tensor:
+    def _centre_only(self, local_feats: torch.Tensor, centre: torch.Tensor, p: int, grid) -> torch.Tensor:
         B, K, T, D = local_feats.shape
-        n_h, n_w = self.grid
+        n_h, n_w = grid
         c_h, c_w = (n_h - 1) // 2, (n_w - 1) // 2
         m_h, m_w = p // n_h, p // n_w
-        grid = self.grid
         local_views = local_feats.view(B, K, p, p, D)  # centre: (B, p, p, D), the strided view at the centre phase
         # S' at the picked positions: centre-view tokens, grouped by the window they fall in, query that window's
         # local tile.

@@ -4,7 +4,9 @@ The prompt carries ``tokens_per_image`` copies of ``config.image_token_id`` per 
 ``<image>`` placeholder); the model embeds the prompt, checks that the number of slots equals the number of image
 features, writes the features into the slots (one ``masked_scatter``, no per-sample loop) and runs the LM. Images
 are consumed in order: the i-th image of ``pixel_values`` fills the i-th block of slots in row-major (batch, position)
-order.
+order. A dynamic-grid model (``grid="dynamic"``) also takes ``image_grids`` ``(N, 2)``, each image's ``(n_h, n_w)``,
+next to its ``(N, K_max, 3, S, S)`` tile ``pixel_values`` (what the processor returns); ``generate()`` passes both to
+the prefill only, like ``pixel_values``.
 """
 
 from __future__ import annotations
@@ -103,9 +105,9 @@ class InfLlavaModel(InfLlavaPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w) -> (B, tokens_per_image, H)``."""
-        return self.image_encoder(pixel_values)
+    def get_image_features(self, pixel_values: torch.Tensor, image_grids: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 3, h, w)`` (or dynamic-grid tiles with ``image_grids``) ``-> (B, tokens_per_image, H)``."""
+        return self.image_encoder(pixel_values, image_grids)
 
     def image_slot_mask(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """``(batch, seq)`` boolean mask of image-token slots."""
@@ -124,6 +126,7 @@ class InfLlavaModel(InfLlavaPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         image_features: torch.Tensor | None = None,
+        image_grids: torch.Tensor | None = None,
         **kwargs,
     ) -> InfLlavaModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
@@ -131,7 +134,7 @@ class InfLlavaModel(InfLlavaPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if image_features is None and pixel_values is not None:
-            image_features = self.get_image_features(pixel_values)
+            image_features = self.get_image_features(pixel_values, image_grids)
         slots = self.image_slot_mask(input_ids, inputs_embeds)
         n_slots = int(slots.sum())
         n_features = 0 if image_features is None else image_features.shape[0] * image_features.shape[1]
@@ -231,9 +234,10 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
     def language_model(self) -> nn.Module:
         return self.model.language_model
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w) -> (B, tokens_per_image, H)``: what the LLM receives for each image."""
-        return self.model.get_image_features(pixel_values)
+    def get_image_features(self, pixel_values: torch.Tensor, image_grids: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 3, h, w)`` (or dynamic-grid tiles with ``image_grids``) ``-> (B, tokens_per_image, H)``: what the LLM
+        receives for each image."""
+        return self.model.get_image_features(pixel_values, image_grids)
 
     def forward(
         self,
@@ -247,6 +251,7 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         image_features: torch.Tensor | None = None,
+        image_grids: torch.Tensor | None = None,
         **kwargs,
     ) -> InfLlavaCausalLMOutputWithPast:
         outputs = self.model(
@@ -258,6 +263,7 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             image_features=image_features,
+            image_grids=image_grids,
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)

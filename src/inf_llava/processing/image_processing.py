@@ -22,6 +22,13 @@ aspect ratio such as 20000x10 pads to 20000x20000), the image is first shrunk so
 - ``"base"`` (the official *inference* path used by its demo/eval scripts): the stock ``S`` (base size) processing; the
   model then bicubically upsamples to ``n * S`` inside ``encode_images``, so the high-resolution views hold no detail
   beyond the base-size image.
+
+**Dynamic grids** (``grids`` set; a ``grid="dynamic"`` model): each image gets the grid
+:func:`~inf_llava.geometry.select_grid` picks for its (upright) size; the steps above then produce that grid's canvas
+``(n_h S, n_w S)`` (padded to the canvas's aspect ratio, not to a square), which is cut into its ``K = n_h n_w`` local
+tiles. ``pixel_values`` is ``(N, K_max, 3, S, S)``: each image's tiles in row-major order, zero tiles after them up to
+the most any image of the batch has; ``image_grids`` ``(N, 2)`` int64 holds each image's ``(n_h, n_w)``. The model
+rebuilds the canvas from the tiles exactly (:func:`~inf_llava.modeling.cropping.merge_local`).
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from ..configuration import OFFICIAL_GEOMETRY
-from ..geometry import Geometry
+from ..geometry import DynamicGeometry, Geometry, normalize_grid, select_grid
 from ..images import to_rgb
+from ..modeling.cropping import local_crops
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -119,17 +127,32 @@ def _bounded(image: Image.Image, height: int, width: int, pad: bool, resample: i
     return image.resize(size, resample=resample, reducing_gap=2.0)
 
 
+def pad_tiles(tiles: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[(n_i, K_i, 3, S, S), ...] -> (sum n_i, max K_i, 3, S, S)``: concatenated, zero tiles after each image's own
+    (the batch layout of dynamic-grid ``pixel_values``; ``image_grids`` says how many tiles are real)."""
+    if not tiles:
+        raise ValueError("no tiles to pad")
+    width = max(t.shape[1] for t in tiles)
+    padded = [
+        t if t.shape[1] == width else torch.cat([t, t.new_zeros((t.shape[0], width - t.shape[1], *t.shape[2:]))], 1)
+        for t in tiles
+    ]
+    return torch.cat(padded)
+
+
 class InfLlavaImageProcessor(BaseImageProcessor):
-    """Images -> ``pixel_values`` of shape ``(N, 3, H, W)`` for INF-LLaVA.
+    """Images -> ``pixel_values`` of shape ``(N, 3, H, W)`` for INF-LLaVA (fixed grid), or ``(N, K_max, 3, S, S)``
+    tiles plus ``image_grids`` ``(N, 2)`` (dynamic grids).
 
     Args:
         size: ``{"height": H, "width": W}`` of the output (the high-resolution size for the training path, the base
-            view size for the official inference path).
+            view size for the official inference path); with ``grids``, the (square) view size ``S``.
         pad_to_square: pad to the output aspect ratio with the mean colour first (``image_aspect_ratio="pad"``); if
             False, resize and centre-crop (stage-1 ``"square"``).
         image_mean / image_std: normalisation (CLIP's by default).
         rescale_factor: pixel scaling before normalisation.
         resample: PIL resampling filter (3 = bicubic).
+        grids: candidate ``(n_h, n_w)`` grids of a dynamic-grid model (None: one fixed output size).
     """
 
     model_input_names = ["pixel_values"]
@@ -142,6 +165,7 @@ class InfLlavaImageProcessor(BaseImageProcessor):
         image_std: Sequence[float] = CLIP_STD,
         rescale_factor: float = 1 / 255,
         resample: int = int(Image.Resampling.BICUBIC),
+        grids: Sequence[Sequence[int]] | None = None,
         **kwargs: Any,
     ):
         kwargs.pop("image_processor_type", None)
@@ -157,6 +181,22 @@ class InfLlavaImageProcessor(BaseImageProcessor):
         self.image_std = [float(s) for s in image_std]
         self.rescale_factor = float(rescale_factor)
         self.resample = int(resample)
+        self.grids = None
+        if grids is not None:
+            if self.size["height"] != self.size["width"]:
+                raise ValueError(f"with dynamic grids, size is the square view size; got {self.size}")
+            self.grids = [list(g) for g in DynamicGeometry(tuple(map(tuple, grids)), self.size["height"], 1).grids]
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.grids is not None
+
+    def select_grid(self, image: Any) -> tuple[int, int]:
+        """The grid a dynamic-grid processor gives ``image`` (decided on its upright size)."""
+        if self.grids is None:
+            raise ValueError("this image processor has one fixed output size, not dynamic grids")
+        upright = to_rgb(_to_pil(image))
+        return select_grid(upright.height, upright.width, [tuple(g) for g in self.grids], self.size["height"])
 
     @classmethod
     def for_geometry(cls, geometry: Geometry, mode: str = "high_res", **kwargs: Any) -> InfLlavaImageProcessor:
@@ -164,12 +204,22 @@ class InfLlavaImageProcessor(BaseImageProcessor):
         inference path, in-model upsampling)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if geometry.is_dynamic:
+            if mode != "high_res":
+                raise ValueError(
+                    "dynamic grids need the 'high_res' preprocessing path (the 'base' path is the official fixed-grid "
+                    "inference path)"
+                )
+            side = geometry.view_size
+            return cls(size={"height": side, "width": side}, grids=[list(g) for g in geometry.grids], **kwargs)
         height, width = geometry.high_res_size if mode == "high_res" else geometry.base_size
         return cls(size={"height": height, "width": width}, **kwargs)
 
     def preprocess(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
         if kwargs:
             raise TypeError(f"unexpected image processor arguments: {', '.join(sorted(kwargs))}")
+        if self.grids is not None:
+            return self._preprocess_dynamic(_as_image_list(images), return_tensors)
         batch = [self.process_one(image) for image in _as_image_list(images)]
         pixel_values: Any = batch
         if return_tensors in ("pt", "np"):
@@ -179,14 +229,43 @@ class InfLlavaImageProcessor(BaseImageProcessor):
             pixel_values = torch.from_numpy(stacked) if return_tensors == "pt" else stacked
         return BatchFeature(data={"pixel_values": pixel_values})
 
+    def _preprocess_dynamic(self, images: list[Any], return_tensors: str | None) -> BatchFeature:
+        side = self.size["height"]
+        processed = [self.process_tiles(image) for image in images]
+        grids = [list(grid) for _, grid in processed]
+        if return_tensors not in ("pt", "np"):
+            return BatchFeature(data={"pixel_values": [t for t, _ in processed], "image_grids": grids})
+        if processed:
+            pixel_values = pad_tiles([torch.from_numpy(t).unsqueeze(0) for t, _ in processed])
+        else:
+            pixel_values = torch.zeros((0, 1, 3, side, side))
+        image_grids = torch.tensor(grids, dtype=torch.long).reshape(len(grids), 2)
+        if return_tensors == "np":
+            pixel_values, image_grids = pixel_values.numpy(), image_grids.numpy()
+        return BatchFeature(data={"pixel_values": pixel_values, "image_grids": image_grids})
+
+    def process_tiles(self, image: Any) -> tuple[np.ndarray, tuple[int, int]]:
+        """Dynamic grids: one image -> its ``(K, 3, S, S)`` local tiles and its grid ``(n_h, n_w)``."""
+        upright = to_rgb(_to_pil(image))
+        grid = self.select_grid(upright)
+        canvas = self.process_one(upright, self.geometry_for(grid).high_res_size)
+        return local_crops(torch.from_numpy(canvas), grid).numpy(), grid
+
+    def geometry_for(self, grid: Sequence[int]) -> Geometry:
+        """The geometry of one grid at this processor's view size (the patch size does not matter here)."""
+        n_h, n_w = normalize_grid(tuple(grid))
+        return Geometry(n_h, n_w, self.size["height"], 1)
+
     def __call__(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
         return self.preprocess(images, return_tensors=return_tensors, **kwargs)
 
-    def process_one(self, image: Any) -> np.ndarray:
+    def process_one(self, image: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+        """One image -> ``(3, H, W)`` float32 at ``size`` (default: this processor's output size)."""
+        height, width = size if size is not None else (self.size["height"], self.size["width"])
         return preprocess_image(
             _to_pil(image),
-            self.size["height"],
-            self.size["width"],
+            height,
+            width,
             pad_to_square=self.pad_to_square,
             image_mean=self.image_mean,
             image_std=self.image_std,
@@ -203,6 +282,8 @@ class InfLlavaImageProcessor(BaseImageProcessor):
             "rescale_factor": self.rescale_factor,
             "resample": self.resample,
         }
+        if self.grids is not None:
+            out["grids"] = [list(g) for g in self.grids]
         out["image_processor_type"] = type(self).__name__
         return out
 

@@ -3,7 +3,8 @@
 ``apply_chat_template(messages, add_generation_prompt=True)`` renders HF-style multimodal messages with the named
 template (``llama3`` by default); ``processor(images=..., text=..., return_tensors="pt")`` expands every ``<image>``
 to ``tokens_per_image`` slots of ``image_token_id`` and returns ``input_ids``, ``attention_mask`` and
-``pixel_values``. Batches are padded on the left (what generation needs) unless ``padding_side="right"``.
+``pixel_values`` (plus ``image_grids`` for a dynamic-grid model: each image's ``(n_h, n_w)``). Batches are padded on
+the left (what generation needs) unless ``padding_side="right"``.
 The geometry saved with the processor is the same one the model's config derives, so the slot count and the
 model's feature count cannot drift apart.
 """
@@ -17,7 +18,7 @@ import torch
 from transformers import ProcessorMixin
 from transformers.image_processing_utils import BatchFeature
 
-from ..geometry import Geometry
+from ..geometry import geometry_from_dict
 from .image_processing import InfLlavaImageProcessor, _as_image_list
 from .templates import IMAGE_PLACEHOLDER, TEMPLATES, RenderedPrompt, get_template
 from .tokenization import IGNORE_INDEX, EncodedPrompt, encode_prompt
@@ -29,7 +30,8 @@ class InfLlavaProcessor(ProcessorMixin):
     Args:
         image_processor: an :class:`InfLlavaImageProcessor`.
         tokenizer: the LM's (fast) tokenizer.
-        geometry: ``{"grid_h", "grid_w", "view_size", "patch_size"}`` of the model (see :class:`Geometry`).
+        geometry: ``{"grid_h", "grid_w", "view_size", "patch_size"}`` of the model (see :class:`Geometry`), or
+            ``{"grids", "view_size", "patch_size"}`` for dynamic grids (see :class:`DynamicGeometry`).
         image_token: the vocabulary token whose id fills image slots.
         template: conversation template name (``llama3``, ``plain``, ``vicuna_v1``, ``chatml``).
         system_prompt: overrides the template's default system message.
@@ -50,7 +52,7 @@ class InfLlavaProcessor(ProcessorMixin):
     ):
         if geometry is None:
             raise ValueError("InfLlavaProcessor needs the model geometry (grid, view size, patch size)")
-        self.geometry = dict(Geometry(**dict(geometry)).to_dict())
+        self.geometry = dict(geometry_from_dict(geometry).to_dict())
         if template not in TEMPLATES:
             raise ValueError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
         self.template = template
@@ -60,6 +62,12 @@ class InfLlavaProcessor(ProcessorMixin):
             raise ValueError("InfLlavaProcessor needs image_token (the token whose id fills image slots)")
         self.image_token = image_token
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        grids = self.geometry.get("grids")
+        if getattr(image_processor, "grids", None) != grids:
+            raise ValueError(
+                f"the image processor's grids ({getattr(image_processor, 'grids', None)}) are not the model "
+                f"geometry's ({grids})"
+            )
         image_token_id = tokenizer.convert_tokens_to_ids(image_token)
         if image_token_id is None or image_token_id == tokenizer.unk_token_id:
             raise ValueError(f"image token {image_token!r} is not in the tokenizer's vocabulary")
@@ -82,7 +90,7 @@ class InfLlavaProcessor(ProcessorMixin):
     # ---- geometry ------------------------------------------------------------------------------------------------
     @property
     def tokens_per_image(self) -> int:
-        return Geometry(**self.geometry).tokens_per_image
+        return geometry_from_dict(self.geometry).tokens_per_image
 
     # ---- text ----------------------------------------------------------------------------------------------------
     def render(
@@ -147,7 +155,8 @@ class InfLlavaProcessor(ProcessorMixin):
         max_length: int | None = None,
         **kwargs: Any,
     ) -> BatchFeature:
-        """``input_ids``, ``attention_mask`` and (with images) ``pixel_values``.
+        """``input_ids``, ``attention_mask`` and (with images) ``pixel_values`` (and ``image_grids`` for dynamic
+        grids).
 
         ``images`` is a flat list in prompt order across the batch (or a list per prompt). Raises ValueError when
         the ``<image>`` placeholders and the images disagree, or a prompt exceeds ``max_length`` (image slots are
@@ -179,7 +188,7 @@ class InfLlavaProcessor(ProcessorMixin):
                         )
             data.update(self.pad(encoded, padding_side=padding_side, return_tensors=return_tensors))
         if image_list:
-            data["pixel_values"] = self.image_processor(image_list, return_tensors=return_tensors)["pixel_values"]
+            data.update(self.image_processor(image_list, return_tensors=return_tensors))
         return BatchFeature(data=data)
 
     def pad(
