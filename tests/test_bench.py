@@ -60,7 +60,7 @@ def test_flop_counts_official_shape():
     assert flops.projector_flops(config) == 576 * (1024 * 4096 + 4096 * 4096) * 2
 
 
-def test_tokens_and_generate_benches_on_a_small_llm():
+def test_tokens_and_generate_benches_on_a_small_llm(tmp_path):
     from inf_llava.bench import generate, tokens
 
     sizes = BenchSizes(llm_width=64, llm_layers=1, llm_heads=2, llm_intermediate=128, tower_width=32, tower_layers=2)
@@ -68,6 +68,14 @@ def test_tokens_and_generate_benches_on_a_small_llm():
     rows = {r["image"]: r for r in tok["rows"]}
     assert rows["480x640"]["ours_visual_tokens"] == 576
     assert rows["480x640"]["next_visual_tokens"] == 2340  # HF's documented AnyRes count for a 480x640 image
+    # the dynamic-grid model on the same weights: its grid per image, the same tokens, the views it encodes
+    assert [rows[k]["dynamic_grid"] for k in ("336x336", "480x640")] == ["1x1", "2x2"]
+    assert all(r["dynamic_visual_tokens"] == 576 and r["fixed_grid"] == "3x3" for r in rows.values())
+    assert [rows[k]["dynamic_tower_views"] for k in ("336x336", "480x640")] == [2, 9]  # 1x1: K + 1; 2x2: 2K + 1
+    assert rows["480x640"]["fixed_tower_views"] == 10
+    assert rows["480x640"]["fixed_canvas_share"] == rows["480x640"]["dynamic_canvas_share"] == 0.75
+    text = report.write({"machine": {"cpu": "test"}, "tokens": tok}, tmp_path).read_text()
+    assert "### Fixed 3x3 vs dynamic grids" in text and "| 480x640 | 3x3 | 10 | 1.0 | 0.75 | 2x2 | 576 | 9 |" in text
     gen = generate.run(sizes, new_tokens=4, batch_sizes=(1, 2), repeats=1)
     assert [r["batch"] for r in gen["batched"]] == [1, 2]  # timings themselves are not asserted (machine load)
     assert {"ours_decode_tok_s", "llava_decode_tok_s", "decode_ratio"} <= gen.keys()

@@ -262,34 +262,67 @@ def candidate_grids(max_views: int) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(grids, key=lambda g: (g[0] * g[1], g[0])))
 
 
+@dataclass(frozen=True)
+class GridFit:
+    """How an image of ``height x width`` fits the canvas ``(n_h S, n_w S)`` of a grid, keeping its aspect ratio
+    (exact fractions): ``scale = min(n_h S / height, n_w S / width)``; ``kept`` = the image's own pixels that survive
+    (``min(scale, 1)^2 height width``: upscaling adds none); ``canvas`` = ``n_h n_w S^2``; ``aspect_error`` =
+    ``max(r, 1/r)`` with ``r = (n_w / n_h) / (width / height)`` (1 = the same shape)."""
+
+    grid: tuple[int, int]
+    scale: Fraction
+    kept: Fraction
+    canvas: int
+    aspect_error: Fraction
+    image_pixels: int
+
+    @property
+    def kept_share(self) -> float:
+        """Share of the image's pixels kept (1.0 when the canvas holds it whole)."""
+        return float(self.kept / self.image_pixels)
+
+    @property
+    def canvas_share(self) -> float:
+        """Share of the canvas the (resized) image covers; the rest is padding."""
+        return float(self.scale * self.scale * self.image_pixels / self.canvas)
+
+
+def grid_fit(height: int, width: int, grid: tuple[int, int], view_size: int) -> GridFit:
+    """The :class:`GridFit` of one image and one grid."""
+    if not (isinstance(height, int) and isinstance(width, int)) or height < 1 or width < 1:
+        raise ValueError(f"image size must be positive integers, got {height}x{width}")
+    n_h, n_w = normalize_grid(grid)
+    canvas_h, canvas_w = n_h * view_size, n_w * view_size
+    scale = min(Fraction(canvas_h, height), Fraction(canvas_w, width))
+    kept = min(scale, Fraction(1)) ** 2 * height * width
+    ratio = Fraction(canvas_w * height, canvas_h * width)
+    return GridFit((n_h, n_w), scale, kept, canvas_h * canvas_w, max(ratio, 1 / ratio), height * width)
+
+
 def select_grid(
     height: int, width: int, grids: tuple[tuple[int, int], ...] | list[tuple[int, int]], view_size: int
 ) -> tuple[int, int]:
     """The grid that best fits an image of ``height x width`` pixels (AnyRes-style, in exact rational arithmetic).
 
-    For each candidate ``(n_h, n_w)`` the image is fitted inside the canvas ``(n_h S, n_w S)`` keeping its aspect
-    ratio, at scale ``s = min(n_h S / height, n_w S / width)``. The rule, in order:
+    Each candidate ``(n_h, n_w)`` is scored by :func:`grid_fit` (the image fitted inside the canvas ``(n_h S, n_w S)``
+    keeping its aspect ratio). The rule, in order:
 
-    1. most **kept pixels** ``min(s, 1)^2 * height * width`` (the image's own pixels that survive; upscaling adds
-       none), so large images get the grid that preserves the most resolution;
+    1. most **kept pixels** ``min(s, 1)^2 * height * width`` with ``s = min(n_h S / height, n_w S / width)`` (the
+       image's own pixels that survive; upscaling adds none), so large images get the grid that preserves the most
+       resolution;
     2. then the smallest **canvas** ``n_h n_w S^2`` (fewer views, less padding), so small images get the smallest
        grid that holds them whole;
     3. then the smallest **aspect error** ``max(r, 1/r)`` with ``r = (n_w / n_h) / (width / height)``;
     4. then the earlier candidate.
     """
-    if not (isinstance(height, int) and isinstance(width, int)) or height < 1 or width < 1:
-        raise ValueError(f"image size must be positive integers, got {height}x{width}")
     if not grids:
         raise ValueError("no candidate grids to choose from")
     best, best_key = None, None
-    for n_h, n_w in grids:
-        canvas_h, canvas_w = n_h * view_size, n_w * view_size
-        scale = min(Fraction(canvas_h, height), Fraction(canvas_w, width), Fraction(1))
-        kept = scale * scale * height * width
-        ratio = Fraction(canvas_w * height, canvas_h * width)
-        key = (-kept, canvas_h * canvas_w, max(ratio, 1 / ratio))
+    for grid in grids:
+        fit = grid_fit(height, width, grid, view_size)
+        key = (-fit.kept, fit.canvas, fit.aspect_error)
         if best_key is None or key < best_key:
-            best, best_key = (n_h, n_w), key
+            best, best_key = fit.grid, key
     return best
 
 

@@ -182,3 +182,27 @@ def test_cli_init_preset_and_errors(tmp_path, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1
     assert main(["init", "--vision-tower", str(tmp_path), "--output", "x"]) == 2
     assert capsys.readouterr().err == "error: --vision-tower needs --llm\n"
+
+
+def test_dynamic_grid_from_backbones_and_from_the_cli(backbones, tmp_path, capsys):
+    from PIL import Image
+
+    from inf_llava.cli import main
+
+    model, processor, _ = assemble(backbones / "siglip", backbones / "qwen", dem_num_heads=4, grid="dynamic", max_views=4)
+    assert model.config.geometry.grids == ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1), (1, 4), (2, 2), (4, 1))
+    assert processor.image_processor.grids == [list(g) for g in model.config.geometry.grids]
+    assert processor.image_processor.size == {"height": 24, "width": 24}  # the view size; canvases vary per image
+    inputs = processor.image_processor([Image.new("RGB", (96, 20)), Image.new("RGB", (30, 30))])
+    assert inputs["image_grids"].tolist() == [[1, 4], [2, 2]]
+    with torch.no_grad():
+        assert model.get_image_features(inputs["pixel_values"], inputs["image_grids"]).shape == (2, 36, 64)
+
+    out = tmp_path / "dyn"
+    assert main(["init", "--preset", "tiny", "--grid", "dynamic", "--max-views", "4", "--output", str(out)]) == 0
+    assert "dynamic grid (8 candidates, at most 4 sub-images), 36 image tokens" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["grid"] == "dynamic" and config["max_views"] == 4
+    assert InfLlavaProcessor.from_pretrained(out).image_processor.grids[-1] == [4, 1]
+    assert main(["init", "--preset", "tiny", "--grid", "3", "--max-views", "4", "--output", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err == "error: --max-views applies only with --grid dynamic\n"

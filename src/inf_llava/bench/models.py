@@ -114,6 +114,18 @@ def build_models(
     return tokenizer, ours, ours_processor, nxt, next_processor, llava, llava_processor
 
 
+def dynamic_variant(ours, tokenizer, max_views: int = 9):
+    """``(model, processor)``: ``ours`` with ``grid="dynamic"`` (candidates within ``max_views``) and the same weights
+    (the DEM's parameters do not depend on the grid)."""
+    config = copy.deepcopy(ours.config)
+    config.grid, config.max_views, config.grid_candidates = "dynamic", max_views, None
+    config.validate_settings()
+    parameter = next(ours.parameters())
+    model = InfLlavaForConditionalGeneration(config).eval()
+    model.load_state_dict(ours.state_dict())
+    return model.to(parameter.device, parameter.dtype), processor_for(config, tokenizer)
+
+
 def captured_inputs_embeds(model, inputs) -> torch.Tensor:
     """The ``inputs_embeds`` a multimodal model hands to its language model (image features spliced in)."""
     captured = {}

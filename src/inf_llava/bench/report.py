@@ -271,6 +271,49 @@ def write(results: dict[str, Any], docs_dir: Path) -> Path:
             ),
             "",
         ]
+        if all("dynamic_grid" in r for r in tokens["rows"]):
+            parts += [
+                "### Fixed 3x3 vs dynamic grids (docs/dynamic-grids.md)",
+                "",
+                "Same weights; the dynamic model picks a grid per image within the official budget of 9 sub-images. "
+                "Kept = share of the image's pixels that survive; canvas = share of the high-resolution canvas that "
+                "is image, not padding.",
+                "",
+                _table(
+                    [
+                        "image (HxW)",
+                        "fixed grid",
+                        "fixed views",
+                        "fixed kept",
+                        "fixed canvas",
+                        "dynamic grid",
+                        "dynamic tokens",
+                        "dynamic views",
+                        "dynamic kept",
+                        "dynamic canvas",
+                        "fixed forward s",
+                        "dynamic forward s",
+                    ],
+                    [
+                        [
+                            r["image"],
+                            r["fixed_grid"],
+                            r["fixed_tower_views"],
+                            r["fixed_kept_share"],
+                            r["fixed_canvas_share"],
+                            r["dynamic_grid"],
+                            r["dynamic_visual_tokens"],
+                            r["dynamic_tower_views"],
+                            r["dynamic_kept_share"],
+                            r["dynamic_canvas_share"],
+                            r["ours_forward_s"],
+                            r["dynamic_forward_s"],
+                        ]
+                        for r in tokens["rows"]
+                    ],
+                ),
+                "",
+            ]
     gen = results.get("generate")
     if gen:
         parts += [

@@ -17,17 +17,19 @@ NAME = "init"
 HELP = "assemble a new model from a vision backbone and an LLM (or a preset) for training"
 
 
-def _grid(text: str) -> int | tuple[int, int]:
+def _grid(text: str) -> int | tuple[int, int] | str:
+    if text.lower() == "dynamic":
+        return "dynamic"
     parts = text.lower().replace(",", "x").split("x")
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must be N or HxW, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"grid must be N, HxW or 'dynamic', got {text!r}") from None
     if len(values) == 1:
         return values[0]
     if len(values) == 2:
         return (values[0], values[1])
-    raise argparse.ArgumentTypeError(f"grid must be N or HxW, got {text!r}")
+    raise argparse.ArgumentTypeError(f"grid must be N, HxW or 'dynamic', got {text!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--preset", choices=["tiny"], help="build a preset locally instead (no download)")
     parser.add_argument("--llm", help="causal LM backbone: directory or hub id (with --vision-tower)")
     parser.add_argument("--output", required=True, help="directory to write the model and processor to")
-    parser.add_argument("--grid", type=_grid, default=3, help="DCM grid: N or HxW (default 3)")
+    parser.add_argument(
+        "--grid", type=_grid, default=3, help="DCM grid: N, HxW or 'dynamic' (a grid per image; default 3)"
+    )
+    parser.add_argument(
+        "--max-views", type=int, default=None, help="with --grid dynamic: sub-images per perspective at most (9)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the new DEM / projector weights")
     parser.add_argument("--template", help="chat template (default: guessed from the tokenizer)")
     parser.add_argument("--image-token", help="token whose id fills image slots (default: a reserved one)")
@@ -51,8 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..training.assemble import assemble, assemble_preset, save_model
 
+    dynamic = {} if args.max_views is None else {"max_views": args.max_views}
+    if dynamic and args.grid != "dynamic":
+        raise ValueError("--max-views applies only with --grid dynamic")
     if args.preset:
-        model, processor = assemble_preset(args.preset, seed=args.seed)
+        model, processor = assemble_preset(args.preset, seed=args.seed, grid=args.grid, **dynamic)
         summary = f"preset {args.preset!r} (seed {args.seed})"
     else:
         if not args.llm:
@@ -69,13 +79,18 @@ def run(args: argparse.Namespace) -> int:
             vision_feature_layer=args.vision_feature_layer,
             projector_type=args.projector_type,
             dem_num_heads=args.dem_num_heads,
+            **dynamic,
         )
         summary = report.summary()
     save_model(model, processor, args.output, overwrite=args.overwrite)
     geometry = model.config.geometry
+    if geometry.is_dynamic:
+        grid = f"dynamic grid ({len(geometry.grids)} candidates, at most {geometry.max_crops} sub-images)"
+    else:
+        grid = f"grid {geometry.grid_h}x{geometry.grid_w}"
     print(summary)
     print(
-        f"saved to {args.output}: grid {geometry.grid_h}x{geometry.grid_w}, {geometry.tokens_per_image} image tokens, "
+        f"saved to {args.output}: {grid}, {geometry.tokens_per_image} image tokens, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
     )
     return 0

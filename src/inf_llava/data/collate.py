@@ -2,7 +2,9 @@
 
 Right padding (the official training side) keeps every real token at the same position whatever the batch; the
 model's image-slot check then sees exactly as many images as slots, because only samples with images contribute
-``pixel_values`` (in batch order, which is the order the model scatters them in).
+``pixel_values`` (in batch order, which is the order the model scatters them in). Dynamic-grid samples carry tiles
+and ``image_grids``; their tiles are padded to the batch's largest grid (:func:`pad_tiles`) and the grids
+concatenated in the same order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from ..processing.image_processing import pad_tiles
 from ..processing.tokenization import IGNORE_INDEX
 from .dataset import Example, InvalidExample
 
@@ -20,8 +23,8 @@ from .dataset import Example, InvalidExample
 @dataclass
 class TrainingBatch:
     """A micro-batch. ``input_ids`` / ``labels`` / ``attention_mask`` ``(B, T)``; ``pixel_values``
-    ``(N_images, 3, H, W)`` or None. ``indices`` are dataset indices; ``invalid`` lists samples left out under
-    ``skip_invalid``."""
+    ``(N_images, 3, H, W)`` (dynamic grids: ``(N_images, K_max, 3, S, S)`` with ``image_grids`` ``(N_images, 2)``)
+    or None. ``indices`` are dataset indices; ``invalid`` lists samples left out under ``skip_invalid``."""
 
     input_ids: torch.Tensor
     labels: torch.Tensor
@@ -29,6 +32,7 @@ class TrainingBatch:
     pixel_values: torch.Tensor | None
     indices: list[int]
     invalid: list[InvalidExample] = field(default_factory=list)
+    image_grids: torch.Tensor | None = None
 
     @property
     def empty(self) -> bool:
@@ -47,6 +51,8 @@ class TrainingBatch:
         }
         if self.pixel_values is not None:
             inputs["pixel_values"] = self.pixel_values.to(device)
+        if self.image_grids is not None:
+            inputs["image_grids"] = self.image_grids.to(device)
         return inputs
 
 
@@ -66,6 +72,16 @@ class TrainingCollator:
         labels = pad_sequence([e.labels for e in valid], batch_first=True, padding_value=IGNORE_INDEX)
         lengths = torch.tensor([len(e.input_ids) for e in valid])
         attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()  # (B, T)
-        pixels = [e.pixel_values for e in valid if e.pixel_values is not None]
-        pixel_values = torch.cat(pixels) if pixels else None
-        return TrainingBatch(input_ids, labels, attention_mask, pixel_values, [e.index for e in valid], invalid)
+        with_images = [e for e in valid if e.pixel_values is not None]
+        pixel_values = image_grids = None
+        if with_images:
+            tiled = [e.image_grids is not None for e in with_images]
+            if any(tiled) and not all(tiled):
+                raise ValueError("a batch mixes dynamic-grid tiles and fixed-grid images; use one image processor")
+            if all(tiled):
+                pixel_values = pad_tiles([e.pixel_values for e in with_images])
+                image_grids = torch.cat([e.image_grids for e in with_images])
+            else:
+                pixel_values = torch.cat([e.pixel_values for e in with_images])
+        indices = [e.index for e in valid]
+        return TrainingBatch(input_ids, labels, attention_mask, pixel_values, indices, invalid, image_grids)

@@ -25,12 +25,14 @@ from .llava_format import InvalidRecord, LlavaSample
 @dataclass(frozen=True)
 class Example:
     """One encoded sample: ``input_ids`` / ``labels`` ``(T,)`` int64, ``pixel_values`` ``(n_images, 3, H, W)`` or
-    None for text-only samples."""
+    None for text-only samples. A dynamic-grid processor gives ``(n_images, K_max, 3, S, S)`` tiles and
+    ``image_grids`` ``(n_images, 2)``."""
 
     index: int
     input_ids: torch.Tensor
     labels: torch.Tensor
     pixel_values: torch.Tensor | None
+    image_grids: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -112,13 +114,14 @@ class LlavaDataset(Dataset):
             )
         if encoded.num_supervised == 0:
             raise DataError("no supervised tokens (every assistant turn is empty after rendering)")
-        pixel_values = None
+        pixels: dict = {}
         if sample.images:
             images = [load_image(path, max_pixels=self.max_image_pixels) for path in sample.images]
-            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
+            pixels = self.image_processor(images, return_tensors="pt")
         return Example(
             index=index,
             input_ids=torch.tensor(encoded.input_ids, dtype=torch.long),
             labels=torch.tensor(encoded.labels, dtype=torch.long),
-            pixel_values=pixel_values,
+            pixel_values=pixels.get("pixel_values"),
+            image_grids=pixels.get("image_grids"),
         )

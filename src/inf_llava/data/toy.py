@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -45,8 +46,12 @@ def make_toy_dataset(
     image_size: tuple[int, int] = (64, 48),
     text_only_every: int = 0,
     file_format: str = "jsonl",
+    image_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> Path:
     """Write ``num_samples`` records and their images under ``folder``; returns the data file path.
+
+    ``image_size`` is ``(width, height)`` of every image; ``image_sizes`` instead cycles through several (mixed
+    aspect ratios, e.g. wide and tall images for dynamic grids).
 
     Images go to ``folder/images`` and the records to ``folder/data.jsonl`` (or ``data.json``), with image paths
     relative to ``folder/images`` (pass that as ``--image-folder``).
@@ -76,7 +81,8 @@ def make_toy_dataset(
             continue
         color, shape = rng.choice(sorted(COLORS)), rng.choice(SHAPES)
         name = f"{sample_id}.png"
-        draw_shape(color, shape, image_size).save(image_dir / name)
+        size = image_sizes[index % len(image_sizes)] if image_sizes else image_size
+        draw_shape(color, shape, tuple(size)).save(image_dir / name)
         if kind == "caption":
             turns = [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": f"a {color} {shape}"}]
         else:

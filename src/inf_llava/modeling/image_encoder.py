@@ -119,6 +119,13 @@ class InfLlavaImageEncoder(nn.Module):
             plan = self._plans[geometry.grid] = self._plan(geometry)
         return plan
 
+    def views_per_image(self, geometry: Geometry | None = None) -> int:
+        """Tower passes per image for one grid (the ``V`` of :meth:`views`): ``K + 1`` for the official model."""
+        geometry = self._geometry(geometry)
+        plan, K = self.plan_for(geometry), geometry.num_crops
+        strided = 1 if plan.centre_only else K * plan.strided
+        return K * plan.local + strided + int(plan.extra_low)
+
     def _plan(self, geometry: Geometry) -> ViewPlan:
         K = geometry.num_crops
         centre_only = self.centre_only_for(geometry)

@@ -1,7 +1,7 @@
 """What the model sees of an image: the DCM layout (local tiles and global strided views) as PNG images.
 
-Computed by the model's own code: the processor, the encoder's ``high_res`` step, then DCM's ``local_crops`` /
-``global_crops``, un-normalised for display. (The encoder itself may skip encoding strided views whose features
+Computed by the model's own code: the processor, the encoder's ``canvases`` / ``high_res`` steps (for a dynamic-grid
+model, the grid chosen for this image), then DCM's ``local_crops`` / ``global_crops``, un-normalised for display. (The encoder itself may skip encoding strided views whose features
 cannot reach the output; the page shows the full layout of the method.)
 """
 
@@ -23,10 +23,10 @@ def dcm_views(engine: InfLlavaEngine, image: Image.Image) -> dict[str, Any]:
     """``{"grid", "view_size", "high_res", "input_size", "image", "local", "global"}`` with PNG data URLs."""
     processor = engine.processor.image_processor
     encoder = engine.model.image_encoder
-    geometry = encoder.geometry
-    pixel_values = processor([image], return_tensors="pt")["pixel_values"].float()  # (1, 3, h, w)
+    inputs = processor([image], return_tensors="pt")  # pixel_values (1, 3, h, w), or tiles + image_grids
     with torch.inference_mode():
-        big = encoder.high_res(pixel_values)  # (1, 3, n_h * S, n_w * S)
+        [(geometry, _, canvas)] = encoder.canvases(inputs["pixel_values"].float(), inputs.get("image_grids"))
+        big = encoder.high_res(canvas, geometry)  # (1, 3, n_h * S, n_w * S)
         tiles = local_crops(big, geometry.grid)[0]  # (K, 3, S, S)
         strided = global_crops(big, geometry.grid)[0]  # (K, 3, S, S)
     mean = torch.tensor(processor.image_mean).view(3, 1, 1)
@@ -40,6 +40,7 @@ def dcm_views(engine: InfLlavaEngine, image: Image.Image) -> dict[str, Any]:
 
     return {
         "grid": list(geometry.grid),
+        "dynamic": encoder.is_dynamic,
         "view_size": geometry.view_size,
         "high_res": list(geometry.high_res_size),
         "input_size": [image.width, image.height],

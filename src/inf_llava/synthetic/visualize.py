@@ -1,5 +1,9 @@
 """A figure of what the model sees: an image, its DCM local tiles and global (strided) views, the low-resolution
-view, and where the DEM's global-as-query attention looks inside one local tile."""
+view, and where the DEM's global-as-query attention looks inside one local tile.
+
+Everything is computed by the model's own code (processor, the encoder's ``canvases`` / ``high_res`` / ``low_res``
+steps, DCM's crops, the DEM's attention maps), so for a dynamic-grid model the figure shows the grid chosen for this
+image (docs/dynamic-grids.md has examples)."""
 
 from __future__ import annotations
 
@@ -29,39 +33,54 @@ def _mosaic(views: torch.Tensor, grid: tuple[int, int], mean, std, gap: int = 2)
     return canvas
 
 
-def figure(model, processor, image: Image.Image, path: str | Path, window: int | None = None, title: str = "") -> Path:
+def figure(
+    model,
+    processor,
+    image: Image.Image,
+    path: str | Path,
+    window: int | None = None,
+    title: str = "",
+    attention: bool = True,
+) -> Path:
     """Write the figure to ``path`` (PNG). ``window`` selects the local tile for the attention panel (default: the
-    tile whose DEM attention is the most concentrated)."""
+    tile whose DEM attention is the most concentrated); ``attention=False`` leaves that panel out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     encoder = model.model.image_encoder
-    geo = encoder.geometry
-    pixels = processor.image_processor(image)["pixel_values"].to(next(model.parameters()).dtype)
-    big = encoder.high_res(pixels)
+    inputs = processor.image_processor(image)
+    pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)
+    [(geo, _, canvas)] = encoder.canvases(pixels, inputs.get("image_grids"))
+    big = encoder.high_res(canvas, geo)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
     tiles, strided = local_crops(big, geo.grid)[0], global_crops(big, geo.grid)[0]
+    n_h, n_w = geo.grid
+    chosen = f", grid {n_h}x{n_w} chosen" if encoder.is_dynamic else ""
     panels = [
-        ("input (high resolution)", _to_image(big[0], mean, std)),
+        (f"input {image.width}x{image.height} -> {big.shape[-1]}x{big.shape[-2]}{chosen}", _to_image(big[0], mean, std)),
         (f"DCM local: {geo.num_crops} tiles", _mosaic(tiles, geo.grid, mean, std)),
         (f"DCM global: {geo.num_crops} strided views", _mosaic(strided, geo.grid, mean, std)),
-        ("low-resolution view", _to_image(encoder.low_res(big)[0], mean, std)),
+        ("low-resolution view", _to_image(encoder.low_res(big, geo)[0], mean, std)),
     ]
     heat = None
-    if encoder.dem is not None:
+    if encoder.dem is not None and attention:
         with torch.inference_mode():
             views = torch.cat([local_crops(big, geo.grid), global_crops(big, geo.grid)], dim=1)
             feats = encoder.view_features(views)
             K = geo.num_crops
-            maps = encoder.dem.attention_maps(feats[:, :K], feats[:, K : 2 * K])
-        attention = maps.global_query[0].mean(dim=(1, 2))  # (K, T): mean over heads and queries of each window
+            maps = encoder.dem.attention_maps(feats[:, :K], feats[:, K : 2 * K], grid=geo.grid)
+        weights = maps.global_query[0].mean(dim=(1, 2))  # (K, T): mean over heads and queries of each window
         if window is None:
-            window = int(attention.max(dim=-1).values.argmax())
+            window = int(weights.max(dim=-1).values.argmax())
         p = geo.patches_per_side
-        heat = attention[window].reshape(p, p).float().cpu().numpy()
-    fig, axes = plt.subplots(1, len(panels) + (heat is not None), figsize=(4 * (len(panels) + 1), 4.3))
+        heat = weights[window].reshape(p, p).float().cpu().numpy()
+    widths = [array.shape[1] / array.shape[0] for _, array in panels] + ([1.0] if heat is not None else [])
+    fig, axes = plt.subplots(
+        1, len(widths), figsize=(4 * sum(widths) + 1, 4.3), gridspec_kw={"width_ratios": widths}, squeeze=False
+    )
+    axes = axes[0]
     for ax, (name, array) in zip(axes, panels):
         ax.imshow(array, interpolation="nearest")
         ax.set_title(name)

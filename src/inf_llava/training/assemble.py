@@ -131,7 +131,7 @@ def assemble(
     vision_tower: str | os.PathLike,
     llm: str | os.PathLike,
     *,
-    grid: int | tuple[int, int] = 3,
+    grid: int | tuple[int, int] | str = 3,
     seed: int = 0,
     template: str | None = None,
     image_token: str | None = None,
@@ -240,13 +240,16 @@ def _check_shapes(state: dict[str, torch.Tensor], expected: dict[str, torch.Tens
             )
 
 
-def assemble_preset(name: str = "tiny", seed: int = 0):
-    """``(model, processor)`` of a named preset built locally (only ``tiny`` has no weights to download)."""
+def assemble_preset(name: str = "tiny", seed: int = 0, **config_settings: Any):
+    """``(model, processor)`` of a named preset built locally (only ``tiny`` has no weights to download);
+    ``config_settings`` (``grid``, ``max_views``, ...) go to its config."""
     if name != "tiny":
         raise ValueError(f"--preset {name!r} is not buildable offline; only 'tiny' is (use --vision-tower / --llm)")
     from ..presets import build_tiny
 
-    return build_tiny(seed=seed)
+    if isinstance(config_settings.get("grid"), tuple):
+        config_settings["grid"] = list(config_settings["grid"])
+    return build_tiny(seed=seed, **config_settings)
 
 
 def save_model(model, processor, output: str | os.PathLike, overwrite: bool = False) -> None:

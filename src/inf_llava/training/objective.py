@@ -28,12 +28,16 @@ class CausalLMObjective(nn.Module):
 
     Args:
         model: the model to train.
-        blank_image_size: ``(H, W)`` of the processor's ``pixel_values``, for the blank image of text-only batches.
+        blank_image_size: ``(H, W)`` of the processor's ``pixel_values``, for the blank image of text-only batches
+            (default: the model's high-resolution size; for dynamic grids, the canvas of its first candidate grid).
     """
 
-    def __init__(self, model: nn.Module, blank_image_size: tuple[int, int]):
+    def __init__(self, model: nn.Module, blank_image_size: tuple[int, int] | None = None):
         super().__init__()
         self.model = model
+        if blank_image_size is None:
+            geometry = model.config.geometry
+            blank_image_size = geometry.for_grid(geometry.grids[0]).high_res_size
         self.blank_image_size = tuple(blank_image_size)
         # Decided once, after the stage policy has set requires_grad (wrappers may flatten parameters later).
         self.image_path_trainable = any(p.requires_grad for p in model.model.image_encoder.parameters())
@@ -44,10 +48,16 @@ class CausalLMObjective(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
+        image_grids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(B, T)`` ids / mask / labels and ``(N, 3, H, W)`` pixels -> summed loss (a scalar)."""
+        """``(B, T)`` ids / mask / labels and ``(N, 3, H, W)`` pixels (or dynamic-grid tiles with ``image_grids``) ->
+        summed loss (a scalar)."""
         outputs = self.model.model(
-            input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, use_cache=False
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            image_grids=image_grids,
+            attention_mask=attention_mask,
+            use_cache=False,
         )
         hidden = outputs.last_hidden_state[:, :-1]  # (B, T-1, H): position t predicts token t+1
         targets = labels[:, 1:].to(hidden.device)

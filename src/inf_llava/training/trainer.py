@@ -127,7 +127,7 @@ class Trainer:
             multimodal=tuple(s.has_images for s in dataset.samples),
         )
         total_steps = cfg.max_steps or math.ceil(cfg.epochs * plan.steps_per_epoch)
-        objective = CausalLMObjective(model, model.config.geometry.high_res_size)
+        objective = CausalLMObjective(model)
         optimizer = build_optimizer(objective, cfg.lr, cfg.weight_decay)
         scheduler = build_scheduler(optimizer, cfg.lr_scheduler, cfg.warmup_ratio, total_steps)
         if accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -554,12 +554,12 @@ def training_image_processor(processor, aspect_ratio: str):
     """The official training preprocessing (spec 8.2) with the model processor's statistics: the high-resolution
     size (a processor saved for the "base" inference path would otherwise feed base-size images), padded to a square
     (``"pad"``) or resized and centre-cropped (``"square"``)."""
-    from ..geometry import Geometry
+    from ..geometry import geometry_from_dict
     from ..processing.image_processing import InfLlavaImageProcessor
 
     current = processor.image_processor
     return InfLlavaImageProcessor.for_geometry(
-        Geometry(**processor.geometry),
+        geometry_from_dict(processor.geometry),
         mode="high_res",
         pad_to_square=aspect_ratio == "pad",
         image_mean=current.image_mean,

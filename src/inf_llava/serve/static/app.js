@@ -98,7 +98,8 @@ async function showLayout() {
   fillGrid($("views-global"), views.global, cols, "global");
   $("layout-caption").textContent =
     `${views.input_size[0]}×${views.input_size[1]} input → ${views.high_res[1]}×${views.high_res[0]} ` +
-    `(padded to the grid's aspect), ${rows}×${cols} grid, ${views.view_size}px views, ` +
+    `(padded to the grid's aspect), ${rows}×${cols} grid${views.dynamic ? " (chosen for this image)" : ""}, ` +
+    `${views.view_size}px views, ` +
     `${views.tokens_per_image} image tokens`;
   $("layout").hidden = false;
   $("layout").dataset.ready = "true";
