@@ -134,7 +134,9 @@ def test_mixed_grid_batch_equals_per_image_and_uses_one_tower_call(tiny_tokenize
     with torch.no_grad():
         batch = model.get_image_features(tiles, grids)
         hook.remove()
-        singles = [model.get_image_features(tiles[i : i + 1, : h * w], grids[i : i + 1]) for i, (h, w) in enumerate(MIXED)]
+        singles = [
+            model.get_image_features(tiles[i : i + 1, : h * w], grids[i : i + 1]) for i, (h, w) in enumerate(MIXED)
+        ]
         canvas_inputs = [model.get_image_features(c) for c in canvases]  # (1, 3, n_h S, n_w S) without image_grids
     # views per image: even grids 2K + 1 (the base view is a real bicubic resize), odd ones K + 1, 1x1 gives 2.
     assert calls == [17 + 17 + 10 + 17 + 2 + 5]
@@ -201,7 +203,8 @@ def test_generate_mixed_grid_batch_equals_per_image(tiny_tokenizer):
 
     model = _dynamic(tiny_tokenizer)
     processor = processor_for(model.config, tiny_tokenizer)
-    images = [random_image(0, (144, 72)), random_image(1, (72, 144)), random_image(2, (80, 80)), random_image(3, (20, 30))]
+    sizes = [(144, 72), (72, 144), (80, 80), (20, 30)]
+    images = [random_image(i, size) for i, size in enumerate(sizes)]
     prompt = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}],
         add_generation_prompt=True,

@@ -17,9 +17,7 @@ SIZES = [(144, 60), (60, 144), (72, 72)]  # (width, height): grids 2x4, 4x2 and 
 
 
 def _data(tmp_path, n=12, text_only_every=4):
-    return make_toy_dataset(
-        tmp_path / "data", n, kind="instruct", text_only_every=text_only_every, image_sizes=SIZES
-    )
+    return make_toy_dataset(tmp_path / "data", n, kind="instruct", text_only_every=text_only_every, image_sizes=SIZES)
 
 
 def _dynamic(tmp_path):

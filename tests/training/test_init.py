@@ -189,7 +189,9 @@ def test_dynamic_grid_from_backbones_and_from_the_cli(backbones, tmp_path, capsy
 
     from inf_llava.cli import main
 
-    model, processor, _ = assemble(backbones / "siglip", backbones / "qwen", dem_num_heads=4, grid="dynamic", max_views=4)
+    model, processor, _ = assemble(
+        backbones / "siglip", backbones / "qwen", dem_num_heads=4, grid="dynamic", max_views=4
+    )
     assert model.config.geometry.grids == ((1, 1), (1, 2), (2, 1), (1, 3), (3, 1), (1, 4), (2, 2), (4, 1))
     assert processor.image_processor.grids == [list(g) for g in model.config.geometry.grids]
     assert processor.image_processor.size == {"height": 24, "width": 24}  # the view size; canvases vary per image

@@ -217,7 +217,8 @@ class InfLlavaImageEncoder(nn.Module):
             return [(geometry, torch.arange(B), pixel_values)]
         if pixel_values.dim() != 5:
             raise ValueError(
-                f"pixel_values must be (B, 3, H, W) images or (B, K_max, 3, S, S) tiles, got {tuple(pixel_values.shape)}"
+                "pixel_values must be (B, 3, H, W) images or (B, K_max, 3, S, S) tiles, got "
+                f"{tuple(pixel_values.shape)}"
             )
         if image_grids is None:
             raise ValueError("(B, K_max, 3, S, S) tile pixel_values need image_grids (B, 2) saying each image's grid")

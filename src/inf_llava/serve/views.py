@@ -1,8 +1,9 @@
 """What the model sees of an image: the DCM layout (local tiles and global strided views) as PNG images.
 
 Computed by the model's own code: the processor, the encoder's ``canvases`` / ``high_res`` steps (for a dynamic-grid
-model, the grid chosen for this image), then DCM's ``local_crops`` / ``global_crops``, un-normalised for display. (The encoder itself may skip encoding strided views whose features
-cannot reach the output; the page shows the full layout of the method.)
+model, the grid chosen for this image), then DCM's ``local_crops`` / ``global_crops``, un-normalised for display.
+(The encoder itself may skip encoding strided views whose features cannot reach the output; the page shows the full
+layout of the method.)
 """
 
 from __future__ import annotations
