@@ -113,20 +113,19 @@ class InfLlavaConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
-        if isinstance(self.grid, str):
-            if self.grid != DYNAMIC:
-                raise ValueError(f"grid must be an int, a pair (n_h, n_w) or 'dynamic', got {self.grid!r}")
-        else:
+        if not isinstance(self.grid, str):
             self.grid = list(normalize_grid(self.grid))
-            if self.grid_candidates is not None:
-                raise ValueError("grid_candidates applies only with grid='dynamic'")
         if self.grid_candidates is not None:
             self.grid_candidates = [list(normalize_grid(g)) for g in self.grid_candidates]
         self.validate_settings()
 
     def validate_settings(self) -> None:
         """Raise a ValueError naming the first inconsistent setting."""
-        self.geometry  # noqa: B018 - validates the view and patch sizes
+        if isinstance(self.grid, str) and self.grid != DYNAMIC:
+            raise ValueError(f"grid must be an int, a pair (n_h, n_w) or 'dynamic', got {self.grid!r}")
+        if self.grid != DYNAMIC and self.grid_candidates is not None:
+            raise ValueError("grid_candidates applies only with grid='dynamic'")
+        self.geometry  # noqa: B018 - validates the grid(s), the view and patch sizes
         width = self.vision_config.hidden_size
         if self.dem_num_heads < 1 or width % self.dem_num_heads:
             raise ValueError(f"dem_num_heads={self.dem_num_heads} does not divide the vision width {width}")

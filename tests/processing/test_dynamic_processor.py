@@ -131,3 +131,27 @@ def test_pad_tiles():
     out = pad_tiles([a, b])
     assert out.shape == (3, 5, 3, 4, 4)
     assert torch.equal(out[:2, :3], a) and not out[:2, 3:].any() and torch.equal(out[2], b[0])
+
+
+def test_switching_a_saved_fixed_model_to_dynamic_grids(tiny_model_dir):
+    from inf_llava import InfLlavaConfig, InfLlavaForConditionalGeneration
+
+    fixed = InfLlavaForConditionalGeneration.from_pretrained(tiny_model_dir).eval()
+    fixed_processor = InfLlavaProcessor.from_pretrained(tiny_model_dir)
+    config = InfLlavaConfig.from_pretrained(tiny_model_dir)
+    config.grid = "dynamic"
+    config.validate_settings()
+    dynamic = InfLlavaForConditionalGeneration.from_pretrained(tiny_model_dir, config=config).eval()
+    processor = fixed_processor.with_geometry(config.geometry)
+    assert processor.image_processor.grids[-1] == [9, 1] and processor.template == fixed_processor.template
+    square = random_image(0, SQUARE)  # 72x72: the dynamic grid is 3x3 and the pixels are the fixed model's
+    a, b = processor.image_processor([square]), fixed_processor.image_processor([square])
+    assert a["image_grids"].tolist() == [[3, 3]]
+    assert torch.equal(merge_local(a["pixel_values"][0], 3), b["pixel_values"][0])
+    with torch.no_grad():
+        assert torch.equal(
+            dynamic.get_image_features(a["pixel_values"], a["image_grids"]), fixed.get_image_features(b["pixel_values"])
+        )
+    config.grid = "dyn"
+    with pytest.raises(ValueError, match="grid must be an int, a pair"):
+        config.validate_settings()

@@ -92,6 +92,29 @@ class InfLlavaProcessor(ProcessorMixin):
     def tokens_per_image(self) -> int:
         return geometry_from_dict(self.geometry).tokens_per_image
 
+    def with_geometry(self, geometry) -> InfLlavaProcessor:
+        """A processor for another geometry of the same model family (e.g. ``config.geometry`` after switching a
+        saved model to ``grid="dynamic"``): same tokenizer, template and image statistics, high-resolution path."""
+        current = self.image_processor
+        image_processor = type(current).for_geometry(
+            geometry,
+            pad_to_square=current.pad_to_square,
+            image_mean=current.image_mean,
+            image_std=current.image_std,
+            rescale_factor=current.rescale_factor,
+            resample=current.resample,
+        )
+        return type(self)(
+            image_processor=image_processor,
+            tokenizer=self.tokenizer,
+            geometry=geometry.to_dict(),
+            image_token=self.image_token,
+            template=self.template,
+            system_prompt=self.system_prompt,
+            image_placeholder=self.image_placeholder,
+            chat_template=self.chat_template,
+        )
+
     # ---- text ----------------------------------------------------------------------------------------------------
     def render(
         self,
