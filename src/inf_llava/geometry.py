@@ -26,8 +26,36 @@ from fractions import Fraction
 DYNAMIC = "dynamic"  # the config's ``grid`` value that selects a grid per image
 
 
+class _Views:
+    """What does not depend on the grid, shared by :class:`Geometry` and :class:`DynamicGeometry` (both have
+    ``view_size`` and ``patch_size`` fields)."""
+
+    view_size: int
+    patch_size: int
+
+    @property
+    def patches_per_side(self) -> int:
+        """Patch tokens along one side of a view, ``p = S // P``."""
+        return self.view_size // self.patch_size
+
+    @property
+    def tokens_per_view(self) -> int:
+        return self.patches_per_side**2
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Visual tokens one image contributes to the LLM (one view's worth, Eq. 7 of the paper), whatever the
+        grid."""
+        return self.tokens_per_view
+
+    @property
+    def base_size(self) -> tuple[int, int]:
+        """(height, width) of the low-resolution base view."""
+        return (self.view_size, self.view_size)
+
+
 @dataclass(frozen=True)
-class Geometry:
+class Geometry(_Views):
     """Grid and view geometry shared by the processor and the model.
 
     Args:
@@ -63,28 +91,9 @@ class Geometry:
         return self.grid_h * self.grid_w
 
     @property
-    def patches_per_side(self) -> int:
-        """Patch tokens along one side of a view, ``p = S // P``."""
-        return self.view_size // self.patch_size
-
-    @property
-    def tokens_per_view(self) -> int:
-        return self.patches_per_side**2
-
-    @property
-    def tokens_per_image(self) -> int:
-        """Visual tokens one image contributes to the LLM (one view's worth, Eq. 7 of the paper)."""
-        return self.tokens_per_view
-
-    @property
     def high_res_size(self) -> tuple[int, int]:
         """(height, width) of the high-resolution image that DCM cuts into views."""
         return (self.grid_h * self.view_size, self.grid_w * self.view_size)
-
-    @property
-    def base_size(self) -> tuple[int, int]:
-        """(height, width) of the low-resolution base view."""
-        return (self.view_size, self.view_size)
 
     @property
     def feature_map_size(self) -> tuple[int, int]:
@@ -160,7 +169,7 @@ class Geometry:
 
 
 @dataclass(frozen=True)
-class DynamicGeometry:
+class DynamicGeometry(_Views):
     """A set of candidate grids; each image gets the one :func:`select_grid` picks for its size.
 
     Everything that does not depend on the grid (view size, patch grid, tokens per image, the base view) is the same
@@ -210,23 +219,6 @@ class DynamicGeometry:
                     f"candidate grid {n_h}x{n_w} has {n_h * n_w} sub-images per perspective, over max_views={max_views}"
                 )
         return geometry
-
-    @property
-    def patches_per_side(self) -> int:
-        return self.view_size // self.patch_size
-
-    @property
-    def tokens_per_view(self) -> int:
-        return self.patches_per_side**2
-
-    @property
-    def tokens_per_image(self) -> int:
-        """Visual tokens one image contributes to the LLM: ``p * p`` for every grid."""
-        return self.tokens_per_view
-
-    @property
-    def base_size(self) -> tuple[int, int]:
-        return (self.view_size, self.view_size)
 
     @property
     def max_crops(self) -> int:

@@ -238,3 +238,20 @@ def test_save_and_reload_keeps_the_dynamic_model(tiny_tokenizer, tmp_path):
             again.get_image_features(inputs["pixel_values"], inputs["image_grids"]),
             model.get_image_features(inputs["pixel_values"], inputs["image_grids"]),
         )
+
+
+def test_crops_and_merges_are_inverses_on_every_candidate_grid(tiny_tokenizer):
+    from inf_llava import global_crops, merge_global, merge_local
+
+    geometry = tiny_config(tiny_tokenizer, grid="dynamic").geometry
+    for grid in geometry.grids:
+        g = geometry.for_grid(grid)
+        pixels = torch.randn(2, 3, *g.high_res_size)
+        feats = torch.randn(2, *g.feature_map_size, 8)  # (B, n_h p, n_w p, D), the DEM's layout
+        for split, merge in ((local_crops, merge_local), (global_crops, merge_global)):
+            views = split(pixels, grid)
+            assert views.shape == (2, g.num_crops, 3, 24, 24)
+            assert torch.equal(merge(views, grid), pixels)
+            windows = split(feats, grid, channels_last=True)
+            assert windows.shape == (2, g.num_crops, 6, 6, 8)
+            assert torch.equal(merge(windows, grid, channels_last=True), feats)

@@ -273,15 +273,19 @@ class InfLlavaImageProcessor(BaseImageProcessor):
             resample=self.resample,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "size": dict(self.size),
+    def settings(self) -> dict[str, Any]:
+        """The preprocessing settings apart from the output geometry (``size`` / ``grids``): what
+        :meth:`for_geometry` takes to build the same preprocessing for another geometry."""
+        return {
             "pad_to_square": self.pad_to_square,
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
             "rescale_factor": self.rescale_factor,
             "resample": self.resample,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"size": dict(self.size), **self.settings()}
         if self.grids is not None:
             out["grids"] = [list(g) for g in self.grids]
         out["image_processor_type"] = type(self).__name__

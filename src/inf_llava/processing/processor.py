@@ -95,15 +95,7 @@ class InfLlavaProcessor(ProcessorMixin):
     def with_geometry(self, geometry) -> InfLlavaProcessor:
         """A processor for another geometry of the same model family (e.g. ``config.geometry`` after switching a
         saved model to ``grid="dynamic"``): same tokenizer, template and image statistics, high-resolution path."""
-        current = self.image_processor
-        image_processor = type(current).for_geometry(
-            geometry,
-            pad_to_square=current.pad_to_square,
-            image_mean=current.image_mean,
-            image_std=current.image_std,
-            rescale_factor=current.rescale_factor,
-            resample=current.resample,
-        )
+        image_processor = type(self.image_processor).for_geometry(geometry, **self.image_processor.settings())
         return type(self)(
             image_processor=image_processor,
             tokenizer=self.tokenizer,

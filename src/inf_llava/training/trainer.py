@@ -557,16 +557,8 @@ def training_image_processor(processor, aspect_ratio: str):
     from ..geometry import geometry_from_dict
     from ..processing.image_processing import InfLlavaImageProcessor
 
-    current = processor.image_processor
-    return InfLlavaImageProcessor.for_geometry(
-        geometry_from_dict(processor.geometry),
-        mode="high_res",
-        pad_to_square=aspect_ratio == "pad",
-        image_mean=current.image_mean,
-        image_std=current.image_std,
-        rescale_factor=current.rescale_factor,
-        resample=current.resample,
-    )
+    settings = {**processor.image_processor.settings(), "pad_to_square": aspect_ratio == "pad"}
+    return InfLlavaImageProcessor.for_geometry(geometry_from_dict(processor.geometry), mode="high_res", **settings)
 
 
 def _position(record: InvalidRecord) -> tuple[str, int]:
