@@ -152,3 +152,10 @@ def test_select_grid_rejects_bad_sizes():
         select_grid(0, 5, [(1, 1)], 24)
     with pytest.raises(ValueError, match="no candidate grids"):
         select_grid(5, 5, [], 24)
+
+
+def test_describe():
+    assert official_config().geometry.describe() == "3x3 grid of 336-px views (1008x1008 input), 576 image tokens"
+    assert OFFICIAL_DYNAMIC.describe() == (
+        "dynamic grid (23 candidates, at most 9 sub-images) of 336-px views, 576 image tokens"
+    )

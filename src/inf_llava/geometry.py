@@ -129,6 +129,13 @@ class Geometry(_Views):
     # ---- the interface shared with DynamicGeometry ---------------------------------------------------------
     is_dynamic = False
 
+    def describe(self) -> str:
+        """One line for logs: ``"3x3 grid of 336-px views (1008x1008 input), 576 image tokens"``."""
+        (height, width), T = self.high_res_size, self.tokens_per_image
+        return (
+            f"{self.grid_h}x{self.grid_w} grid of {self.view_size}-px views ({height}x{width} input), {T} image tokens"
+        )
+
     @property
     def grids(self) -> tuple[tuple[int, int], ...]:
         """The grids this geometry can use: just its own."""
@@ -186,6 +193,14 @@ class DynamicGeometry(_Views):
     patch_size: int
 
     is_dynamic = True
+
+    def describe(self) -> str:
+        """One line for logs: ``"dynamic grid (23 candidates, at most 9 sub-images) of 336-px views, 576 image
+        tokens"``."""
+        return (
+            f"dynamic grid ({len(self.grids)} candidates, at most {self.max_crops} sub-images) of {self.view_size}-px "
+            f"views, {self.tokens_per_image} image tokens"
+        )
 
     def __post_init__(self) -> None:
         if isinstance(self.grids, (str, bytes)) or not self.grids:

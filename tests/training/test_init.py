@@ -202,7 +202,9 @@ def test_dynamic_grid_from_backbones_and_from_the_cli(backbones, tmp_path, capsy
 
     out = tmp_path / "dyn"
     assert main(["init", "--preset", "tiny", "--grid", "dynamic", "--max-views", "4", "--output", str(out)]) == 0
-    assert "dynamic grid (8 candidates, at most 4 sub-images), 36 image tokens" in capsys.readouterr().out
+    assert (
+        "dynamic grid (8 candidates, at most 4 sub-images) of 24-px views, 36 image tokens" in capsys.readouterr().out
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["grid"] == "dynamic" and config["max_views"] == 4
     assert InfLlavaProcessor.from_pretrained(out).image_processor.grids[-1] == [4, 1]

@@ -41,11 +41,9 @@ def run(args: argparse.Namespace) -> int:
     assets = Path(args.assets) if args.assets else ASSETS_DIR
     model_dir = resolve_model_path(args.model)
     engine = InfLlavaEngine.from_pretrained(model_dir, dtype="fp32", device="cpu")
-    geo = engine.model.config.geometry
     print(
         f"model: {model_dir} ({sum(p.numel() for p in engine.model.parameters()) / 1e6:.1f}M parameters; "
-        f"{geo.grid_h}x{geo.grid_w} grid of {geo.view_size}-px views = {geo.high_res_size[0]}-px input, "
-        f"{geo.tokens_per_image} image tokens)"
+        f"{engine.model.config.geometry.describe()})"
     )
 
     examples_dir = assets / EXAMPLES

@@ -83,14 +83,9 @@ def run(args: argparse.Namespace) -> int:
         )
         summary = report.summary()
     save_model(model, processor, args.output, overwrite=args.overwrite)
-    geometry = model.config.geometry
-    if geometry.is_dynamic:
-        grid = f"dynamic grid ({len(geometry.grids)} candidates, at most {geometry.max_crops} sub-images)"
-    else:
-        grid = f"grid {geometry.grid_h}x{geometry.grid_w}"
     print(summary)
     print(
-        f"saved to {args.output}: {grid}, {geometry.tokens_per_image} image tokens, "
+        f"saved to {args.output}: {model.config.geometry.describe()}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters"
     )
     return 0
