@@ -48,6 +48,11 @@ class ViewPlan:
     extra_low: bool
     low_index: int | None  # index of the low-resolution view among the encoded views
 
+    def count(self, num_crops: int) -> int:
+        """How many views the tower encodes per image, for a grid of ``num_crops`` crops per perspective."""
+        strided = num_crops if self.strided else int(self.centre_only)
+        return num_crops * self.local + strided + int(self.extra_low)
+
 
 class InfLlavaImageEncoder(nn.Module):
     """``pixel_values (B, 3, h, w) -> (B, T, H)`` image features for the LLM."""
@@ -74,7 +79,7 @@ class InfLlavaImageEncoder(nn.Module):
                 attn_implementation=config.dem_attn_implementation,
             )
         self.projector = build_projector(config.projector_type, width, config.text_config.hidden_size)
-        use_packed_linears(self)  # CPU bf16 inference multiplies by pre-packed weights; same bits, fewer reorders
+        use_packed_linears(self)  # CPU bf16 inference: pre-packed weights where verified to give the same bits
         self.plan = self._plan()
 
     @property
