@@ -6,16 +6,18 @@ every call; for CLIP-L's MLP (5770 x 1024 x 4096 per image) that reorder costs 1
 once (``torch.ops.mkldnn._reorder_linear_weight``) and calling oneDNN's linear on it
 (``torch.ops.mkldnn._linear_pointwise``, the kernels ``torch.compile`` uses for frozen CPU graphs) saves that.
 
-Whether the two give the same bits depends on the CPU, because oneDNN picks its kernels (and with them the order in
-which each output's fp32 sum is accumulated) per instruction set: on AVX512-BF16 CPUs without AMX (AMD EPYC Zen 4)
-they agree on every shape tried; on Intel CPUs with AMX some shapes differ in the last bf16 bit (a CLIP-L
-1024 -> 1024 projection did); on CPUs without AVX512 this torch build has no packed bf16 kernel at all. So the
+Whether the two give the same bits depends on the CPU and the shape, because oneDNN picks its kernels (and with
+them the order in which each output's fp32 sum is accumulated) per instruction set and problem size: on the
+AVX512-BF16 AMD EPYC of docs/performance.md the released model's GEMM shapes agree on millions of outputs, while
+some small ones (64 inputs, 1 row) differ in about 1e-4 of their outputs; on Intel CPUs with AMX a CLIP-L
+1024 -> 1024 projection differs; on CPUs without AVX512 this torch build has no packed bf16 kernel at all. So the
 packed path is never assumed exact, it is checked (:class:`Exactness`): the first time a weight shape meets a row
-count, the layer computes both products on that input (plus, for small products, a few random ones of the same
-shape) and returns ``F.linear``'s; only if every bit agreed does that (shape, rows) pair use the packed weight from
-then on. A shape that ever disagrees, or a CPU whose kernel refuses, uses ``F.linear`` for good (logged once). So a
-:class:`PackedLinear` always returns exactly what ``nn.Linear`` returns, on any CPU; what differs between CPUs is
-only how often the faster path is taken (``INFO`` logs and :func:`exactness_report` say which shapes use it).
+count, the layer computes both products on that input (plus random inputs of the same shape until
+:data:`VERIFY_ELEMENTS` outputs have been compared) and returns ``F.linear``'s; only if every bit agreed does that
+(shape, rows) pair use the packed weight from then on. A shape that ever disagrees, or a CPU whose kernel refuses,
+uses ``F.linear`` for good (logged once). So a :class:`PackedLinear` returns what ``nn.Linear`` returns on any CPU,
+up to what a check on 2^17 outputs cannot see (a kernel differing in fewer than about 1e-5 of its outputs);
+what differs between CPUs is how often the faster path is taken (``INFO`` logs and :func:`exactness_report` say).
 
 Whatever the CPU, the packed kernel's result stays within fp32 accumulation error of ``F.linear``'s before the one
 rounding to bf16: ``|packed - plain| <= ulp_bf16(|plain|) + 2 K u32 (|x| @ |W|^T + |b|)`` elementwise (``u32`` the
