@@ -43,6 +43,37 @@ def test_encode_bench_checks_equality_and_reports_ratios():
     json.dumps(result)
 
 
+def test_encode_bench_in_bf16_measures_the_packed_linears():
+    from inf_llava.modeling.packed_linear import available
+
+    result = encode.run("bf16", layers=2, repeats=1, compare_fp32=False, peak_shapes=[(256, 256, 256)], **NARROW)
+    if not available():
+        assert "packed_linears_speedup" not in result
+        return
+    used, total = result["packed_layers"]
+    assert 0 <= used <= total and total > 0  # which shapes verify exact depends on the CPU
+    assert result["packed_linears_speedup"] == pytest.approx(result["plain_linears_s"] / result["ours_s"], rel=0.01)
+
+
+def test_linear_bench_reports_this_cpus_verdicts_and_ratios():
+    from inf_llava.bench import linear
+    from inf_llava.modeling.packed_linear import EXACTNESS
+    from inf_llava.runtime import cpu_matrix_isa
+
+    shapes = linear.official_shapes()
+    assert shapes[0] == ("tower q/k/v/out", 10 * 577, 1024, 1024)  # centre-only plan: 9 tiles + 1 strided view
+    assert ("LM decode gate/up", 1, 4096, 14336) in shapes
+    result = linear.run(repeats=1, shapes=[("small", 7, 64, 48), ("wide", 33, 64, 256)])
+    assert result["cpu_matrix_isa"] == cpu_matrix_isa()
+    for row, (rows, k, n) in zip(result["rows"], [(7, 64, 48), (33, 64, 256)]):
+        assert row["exact"] == bool(EXACTNESS.verdict((k, n, True), rows))
+        if "speedup" in row:
+            assert row["speedup"] == pytest.approx(row["plain_ms"] / row["packed_ms"], rel=0.02)
+    json.dumps(result)
+    with pytest.raises(ValueError, match="CPU bf16 packed path"):
+        linear.run(device="cuda")
+
+
 @pytest.mark.slow
 def test_encode_bench_compiled():
     result = encode.run("bf16", layers=2, repeats=1, compile=True, compare_fp32=False, **NARROW)
@@ -130,7 +161,37 @@ def test_report_lists_targets(tmp_path):
     assert "(19 tower calls keeping every hidden state" in text
     assert "| bf16 | torch.compile | 24 | 1.0 | 0.4 |" in text and "| 21.5 |" in text
     assert (tmp_path / "img" / "performance.png").stat().st_size > 1000
+    assert "Every number on this page comes from that machine: test, ? threads." in text
+    assert "Pre-packed bf16 linears" not in text  # no linear results
     assert json.loads((tmp_path / "performance.json").read_text())["encode"][0]["speedup"] == 2.0
+
+
+def test_report_names_the_cpu_of_the_packed_linear_numbers(tmp_path):
+    machine = {"cpu": "AMD EPYC 9R14", "cpu_matrix_isa": "AVX512-BF16", "threads": 2}
+    linear = {
+        "bench": "linear",
+        "cpu_matrix_isa": "AVX512-BF16",
+        "rows": [
+            {
+                "name": "tower fc1",
+                "rows": 5770,
+                "in": 1024,
+                "out": 4096,
+                "exact": True,
+                "plain_ms": 2.0,
+                "packed_ms": 1.6,
+                "speedup": 1.25,
+            },
+            {"name": "odd", "rows": 1, "in": 8, "out": 8, "exact": False, "packed_kernel": "needs avx512bw"},
+        ],
+    }
+    bf16 = {**_BF16_ROW, "packed_linears_speedup": 1.1, "plain_linears_s": 0.55, "packed_layers": [150, 150]}
+    text = report.write({"machine": machine, "encode": [bf16], "linear": linear}, tmp_path).read_text()
+    assert "Every number on this page comes from that machine: AMD EPYC 9R14 (AVX512-BF16), 2 threads." in text
+    assert "Measured on AMD EPYC 9R14 (AVX512-BF16), 2 threads." in text
+    assert "| tower fc1 | 5770 | 1024 | 4096 | yes | 2.0 | 1.6 | 1.25 |" in text
+    assert "| odd | 1 | 8 | 8 | **no** |  | needs avx512bw |  |" in text
+    assert "1.1x faster with the packed linears than with plain `nn.Linear` (0.5 s vs 0.55 s; 150 of 150" in text
 
 
 def test_report_links_gpu_results_only_when_they_exist(tmp_path):

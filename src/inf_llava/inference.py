@@ -17,7 +17,7 @@ from PIL import Image
 from transformers import StoppingCriteria
 
 from .modeling.inf_llava import InfLlavaForConditionalGeneration
-from .modeling.packed_linear import use_packed_linears
+from .modeling.packed_linear import LM_MAX_ROWS, use_packed_linears
 from .processing.processor import InfLlavaProcessor
 from .processing.templates import get_template
 
@@ -102,8 +102,8 @@ class InfLlavaEngine:
         if compile:
             model.model.image_encoder.compile(freeze=True)
         if pack_lm_weights:
-            use_packed_linears(model.model.language_model)
-            use_packed_linears(model.lm_head)
+            use_packed_linears(model.model.language_model, max_rows=LM_MAX_ROWS)
+            use_packed_linears(model.lm_head, max_rows=LM_MAX_ROWS)
         processor = InfLlavaProcessor.from_pretrained(str(path))
         return cls(model, processor, template)
 

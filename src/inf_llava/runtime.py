@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -18,13 +19,50 @@ DTYPES = {
 
 
 @functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 matmul support (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+_MATRIX_ISAS = ("other", "AVX2", "AVX512", "AVX512-BF16", "AMX")  # weakest first
+
+
+def cpu_matrix_isa() -> str:
+    """The best matrix instructions oneDNN may use here, which decide the kernels it picks (and so which bf16
+    results are bit-identical between two of its code paths): ``"AMX"``, ``"AVX512-BF16"``, ``"AVX512"``,
+    ``"AVX2"`` or ``"other"``: the CPU's, capped by ``ONEDNN_MAX_CPU_ISA`` where that is set."""
+    flags = cpu_flags()
+    isa = "other"
+    for name, flag in (("AMX", "amx_bf16"), ("AVX512-BF16", "avx512_bf16"), ("AVX512", "avx512f"), ("AVX2", "avx2")):
+        if flag in flags:
+            isa = name
+            break
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap not in ("ALL", "DEFAULT"):
+        if "AMX" in cap:
+            capped = "AMX"
+        elif "BF16" in cap or "FP16" in cap or cap.startswith("AVX10"):
+            capped = "AVX512-BF16"
+        elif cap.startswith("AVX512"):
+            capped = "AVX512"
+        elif cap.startswith("AVX2"):
+            capped = "AVX2"
+        else:
+            capped = "other"
+        isa = min(isa, capped, key=_MATRIX_ISAS.index)
+    return isa
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

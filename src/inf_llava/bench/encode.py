@@ -20,6 +20,7 @@ from transformers import AutoModel, CLIPVisionConfig, LlamaConfig
 
 from ..configuration import CLIP_L14_336, InfLlavaConfig
 from ..conversion.keys import dem_key_to_official
+from ..modeling import packed_linear
 from ..modeling.image_encoder import InfLlavaImageEncoder
 from ..reference import SpatialEmbed, official_encode_images
 from ..runtime import DTYPES
@@ -84,6 +85,10 @@ def run(
     if torch_dtype != torch.float32 and compare_fp32:
         ours_fp32 = copy.deepcopy(ours).to(device)
     ours, full, ref_dem = (m.to(device, torch_dtype) for m in (ours, full, ref_dem))
+    # bf16 on CPU: ours with plain nn.Linear layers too, to measure what the pre-packed weights bring on this CPU
+    plain_linears = None
+    if torch_dtype == torch.bfloat16 and torch.device(device).type == "cpu" and not compile and packed_linear._PACKING:
+        plain_linears = packed_linear.restore_linears(copy.deepcopy(ours))
     if compile:
         ours.compile(dynamic=False, freeze=True)
     geo = config.geometry
@@ -107,6 +112,8 @@ def run(
         if compare_fp32 and torch_dtype != torch.float32:
             pixels32 = pixels.float()
             sides["ours_fp32"] = lambda: ours_fp32(pixels32)
+        if plain_linears is not None:
+            sides["ours_plain_linears"] = lambda: plain_linears(pixels)
         seconds = interleaved_median_seconds(sides, repeats=repeats, device=device)
         reference_s, ours_s, fp32_s = seconds["reference"], seconds["ours"], seconds.get("ours_fp32")
     views = geo.num_crops + 1 if ours.centre_only else ours.views(pixels).shape[1]
@@ -137,6 +144,11 @@ def run(
     }
     if compile:
         result["compile_s"] = round(first_call_s, 1)
+    if plain_linears is not None:
+        layers = [m for m in ours.modules() if isinstance(m, packed_linear.PackedLinear)]
+        result["plain_linears_s"] = round(seconds["ours_plain_linears"], 4)
+        result["packed_linears_speedup"] = round(seconds["ours_plain_linears"] / ours_s, 3)
+        result["packed_layers"] = [sum(m._packed is not None for m in layers), len(layers)]  # used / all
     if fp32_s is not None:
         result["ours_fp32_s"] = round(fp32_s, 4)
         result["speedup_vs_fp32"] = round(fp32_s / ours_s, 3)

@@ -48,7 +48,10 @@ def packed_lm_decode(sizes: BenchSizes, image: Image.Image, new_tokens: int, rep
 
     def packed(on: bool) -> None:
         for module in lm:
-            (packed_linear.use_packed_linears if on else packed_linear.restore_linears)(module)
+            if on:
+                packed_linear.use_packed_linears(module, max_rows=packed_linear.LM_MAX_ROWS)
+            else:
+                packed_linear.restore_linears(module)
 
     def timed(on: bool, tokens: int):
         return lambda: (packed(on), _generate(ours, inputs, tokens))

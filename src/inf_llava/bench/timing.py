@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..runtime import cpu_supports_bf16
+from ..runtime import cpu_matrix_isa, cpu_supports_bf16
 
 
 def median_seconds(
@@ -63,6 +63,7 @@ def machine_description() -> dict[str, object]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_bf16": cpu_supports_bf16(),
+        "cpu_matrix_isa": cpu_matrix_isa(),  # oneDNN's kernels (and bf16 bit-exactness between paths) depend on it
     }
     try:
         for line in open("/proc/cpuinfo"):

@@ -3,6 +3,7 @@
 inf-llava bench encode [--dtype fp32|bf16] [--layers N] [--repeats R] [--compile]   one JSON line
 inf-llava bench tokens                                                  INF-LLaVA vs LLaVA-NeXT tokens + prefill
 inf-llava bench generate                                                decode vs HF Llava, batched throughput
+inf-llava bench linear                                                  packed vs plain bf16 linears (CPU)
 inf-llava bench all [--output docs]                                     all of them + docs/performance.md
 
 ``--device cuda`` runs the same benchmarks on a GPU (``scripts/device-bench.sh`` is the prepared run for a lent
@@ -16,11 +17,11 @@ import argparse
 import json
 
 NAME = "bench"
-HELP = "performance benchmarks (encoder, tokens/prefill, decoding)"
+HELP = "performance benchmarks (encoder, tokens/prefill, decoding, packed linears)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("which", choices=["encode", "tokens", "generate", "all"])
+    parser.add_argument("which", choices=["encode", "tokens", "generate", "linear", "all"])
     parser.add_argument(
         "--dtype", choices=["fp32", "bf16"], default="fp32", help="compute dtype (all: of tokens and generate)"
     )
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench import encode, generate, report, tokens
+    from ..bench import encode, generate, linear, report, tokens
     from ..bench.timing import machine_description
     from ..runtime import resolve_device
 
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(tokens.run(dtype=args.dtype, **common)))
     elif args.which == "generate":
         print(json.dumps(generate.run(dtype=args.dtype, **common)))
+    elif args.which == "linear":
+        print(json.dumps(linear.run(**common)))
     else:
         command = f"inf-llava bench all --layers {args.layers} --device {args.device} --dtype {args.dtype}"
         results: dict = {"machine": machine_description(), "command": command, "encode": []}
@@ -62,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
             row = encode.run(dtype, layers=args.layers, compile=compiled, compare_fp32=not compiled, **common)
             print(json.dumps(row), flush=True)
             results["encode"].append(row)
+        if not device.startswith("cuda"):
+            results["linear"] = linear.run(**common)
+            print(json.dumps(results["linear"]), flush=True)
         results["tokens"] = tokens.run(dtype=args.dtype, **common)
         print(json.dumps(results["tokens"]), flush=True)
         results["generate"] = generate.run(dtype=args.dtype, **common)

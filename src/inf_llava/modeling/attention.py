@@ -10,7 +10,8 @@ Two details make that path run near the matmul rate instead of at memory speed:
   the scores are written, softmaxed and read back from cache instead of main memory (``heads x L x L`` scores per
   view, ``L = tokens_per_view + 1``: about 10 MB in bf16 for the released model's tower, times the number of views
   for an image). Every block computes exactly what the unblocked matmuls compute for its rows, so the result is
-  bit-identical;
+  bit-identical (tested on both CPU kinds this project runs on, AVX512-BF16 AMD EPYC and Intel AMX: a block is a
+  batch slice of the same per-head products, whose accumulation order oneDNN does not change with the batch count);
 - when the scale is a power of two (``head_dim ** -0.5`` for head dims 4, 16, 64, ...) it is applied to the queries
   before the first matmul, which is also bit-identical (scaling by a power of two commutes with rounding) and touches
   far fewer elements than scaling the scores.

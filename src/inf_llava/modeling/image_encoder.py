@@ -56,6 +56,11 @@ class ViewPlan:
     extra_low: bool
     low_index: int | None  # index of the low-resolution view among the encoded views
 
+    def count(self, num_crops: int) -> int:
+        """How many views the tower encodes per image, for a grid of ``num_crops`` crops per perspective."""
+        strided = num_crops if self.strided else int(self.centre_only)
+        return num_crops * self.local + strided + int(self.extra_low)
+
 
 class InfLlavaImageEncoder(nn.Module):
     """``pixel_values (B, 3, h, w) -> (B, T, H)`` image features for the LLM."""
@@ -82,7 +87,7 @@ class InfLlavaImageEncoder(nn.Module):
                 attn_implementation=config.dem_attn_implementation,
             )
         self.projector = build_projector(config.projector_type, width, config.text_config.hidden_size)
-        use_packed_linears(self)  # CPU bf16 inference multiplies by pre-packed weights; same bits, fewer reorders
+        use_packed_linears(self)  # CPU bf16 inference: pre-packed weights where verified to give the same bits
         self._plans: dict[tuple[int, int], ViewPlan] = {}
         self.plan = None if self.geometry.is_dynamic else self.plan_for(self.geometry)
 
@@ -122,9 +127,7 @@ class InfLlavaImageEncoder(nn.Module):
     def views_per_image(self, geometry: Geometry | None = None) -> int:
         """Tower passes per image for one grid (the ``V`` of :meth:`views`): ``K + 1`` for the official model."""
         geometry = self._geometry(geometry)
-        plan, K = self.plan_for(geometry), geometry.num_crops
-        strided = 1 if plan.centre_only else K * plan.strided
-        return K * plan.local + strided + int(plan.extra_low)
+        return self.plan_for(geometry).count(geometry.num_crops)
 
     def _plan(self, geometry: Geometry) -> ViewPlan:
         K = geometry.num_crops
