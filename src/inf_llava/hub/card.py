@@ -214,7 +214,6 @@ def _eval_results(metrics: Sequence[Mapping[str, Any]]) -> list[EvalResult]:
                 metric_type="accuracy" if not benchmark.uses_judge else "relative_score",
                 metric_value=round(float(row["score"]), 2),
                 metric_name=f"{benchmark.title} ({row.get('profile', 'lmms_eval_2024_07')} scoring)",
-                source_name="inf-llava eval run",
             )
         )
     return results

@@ -132,8 +132,12 @@ def push(
     message = commit_message or f"Upload INF-LLaVA model ({plan.model_dir.path.name}) with inf-llava"
     try:
         repo_url = api.create_repo(plan.repo_id, private=private, exist_ok=True, repo_type="model")
-        if revision and not create_pr and revision != "main":
-            api.create_branch(plan.repo_id, branch=revision, exist_ok=True)
+        if revision and revision != "main" and not revision.startswith("refs/pr/"):
+            try:
+                api.create_branch(plan.repo_id, branch=revision, exist_ok=True)
+            except HfHubHTTPError as exc:  # a pull request to someone else's repo: the branch must exist already
+                if not (create_pr and exc.response is not None and exc.response.status_code == 403):
+                    raise
         commit = api.create_commit(
             plan.repo_id,
             operations,
