@@ -63,7 +63,9 @@ def write_plain_mcq(folder: Path, name: str, count: int = 6, hint: str | None = 
     for number, q in enumerate(demo_questions(count)):
         row = {"index": number, "question": q["question"], "hint": hint}
         row.update(dict(zip("ABCD", q["options"] + [None] * (4 - len(q["options"])))))
-        row.update({"answer": "ABCD"[q["answer"]], "category": "synthetic", "image": base64.b64encode(q["image"]).decode()})
+        row.update(
+            {"answer": "ABCD"[q["answer"]], "category": "synthetic", "image": base64.b64encode(q["image"]).decode()}
+        )
         rows.append(row)
     columns = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image"]
     return write_tsv(folder / f"{name}.tsv", rows, columns)

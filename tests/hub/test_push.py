@@ -167,9 +167,11 @@ def test_dry_run_writes_the_card_and_contacts_nobody(hub, model_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert hub.requests == []
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and "bytes" in line]
-    assert listed == sorted(["README.md", "chat_template.jinja", "config.json", "generation_config.json"]
-                            + ["model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json"]
-                            + ["train_config.yaml"])
+    assert listed == sorted(
+        ["README.md", "chat_template.jinja", "config.json", "generation_config.json"]
+        + ["model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json"]
+        + ["train_config.yaml"]
+    )
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "chat_template.jinja"]
     assert front_matter((out / "README.md").read_text())["license"] == "other"
 

@@ -36,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     card = parser.add_argument_group("model card")
     card.add_argument("--license", default=None, help="licence id for the card metadata (default: other)")
-    card.add_argument(
-        "--base-model", action="append", default=[], metavar="ID", help="base model hub id (repeatable)"
-    )
+    card.add_argument("--base-model", action="append", default=[], metavar="ID", help="base model hub id (repeatable)")
     card.add_argument("--dataset", action="append", default=[], metavar="ID", help="training dataset id (repeatable)")
     card.add_argument(
         "--eval-results",

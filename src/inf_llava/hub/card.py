@@ -28,7 +28,8 @@ PAPER_TITLE = "INF-LLaVA: Dual-perspective Perception for High-Resolution Multim
 PAPER_URL = "https://arxiv.org/abs/2407.16198"
 CITATION = """@article{ma2024infllava,
   title={INF-LLaVA: Dual-perspective Perception for High-Resolution Multimodal Large Language Model},
-  author={Ma, Yiwei and Wang, Zhibin and Sun, Xiaoshuai and Lin, Weihuang and Zhou, Qiang and Ji, Jiayi and Ji, Rongrong},
+  author={Ma, Yiwei and Wang, Zhibin and Sun, Xiaoshuai and Lin, Weihuang and Zhou, Qiang and Ji, Jiayi and Ji,
+    Rongrong},
   journal={arXiv preprint arXiv:2407.16198},
   year={2024}
 }"""
@@ -136,7 +137,8 @@ def architecture_rows(config: InfLlavaConfig, processor_config: Mapping[str, Any
             f"{vision.model_type}, {vision.num_hidden_layers} layers x {vision.hidden_size}, "
             f"{vision.image_size}-px input, {vision.patch_size}-px patches; features of layer "
             f"{config.vision_feature_layer} ({config.vision_feature_select_strategy}"
-            f"{', LayerNorm-ed' if config.vision_feature_norm else ''}); {_millions(counts['vision tower'])} parameters",
+            f"{', LayerNorm-ed' if config.vision_feature_norm else ''}); "
+            f"{_millions(counts['vision tower'])} parameters",
         ),
         (
             "DCM grid",
@@ -145,7 +147,8 @@ def architecture_rows(config: InfLlavaConfig, processor_config: Mapping[str, Any
         ),
         (
             "DEM",
-            f"fusion `{config.perspective_fusion}` of perspectives `{config.perspectives}`, {config.dem_num_heads} heads, "
+            f"fusion `{config.perspective_fusion}` of perspectives `{config.perspectives}`, "
+            f"{config.dem_num_heads} heads, "
             f"FFN ratio {config.dem_ffn_ratio}, pooling {config.dem_pooling!r}; {_millions(counts['DEM'])} parameters",
         ),
         (
@@ -293,9 +296,8 @@ def build_card(model_dir: ModelDir, options: CardOptions) -> ModelCard:
             "`inf-llava` package; loads with plain `transformers` once `inf_llava` is imported."
         ),
         "## Architecture",
-        "| part | |\n|---|---|\n" + "\n".join(f"| {part} | {text} |" for part, text in architecture_rows(
-            config, processor_config, counts
-        )),
+        "| part | |\n|---|---|\n"
+        + "\n".join(f"| {part} | {text} |" for part, text in architecture_rows(config, processor_config, counts)),
         "## Usage",
         USAGE.format(repo_id=options.repo_id),
     ]
@@ -357,7 +359,8 @@ out = model.generate(**inputs, max_new_tokens=64, do_sample=False, eos_token_id=
 print(processor.decode(out[0, inputs["input_ids"].shape[1] :]))
 ```
 
-Or from the command line: `pip install inf-llava`, then `inf-llava ask --model {repo_id} --image photo.jpg --question "..."`."""
+Or from the command line: `pip install inf-llava`, then
+`inf-llava ask --model {repo_id} --image photo.jpg --question "..."`."""
 
 
 __all__ = ["CITATION", "PARITY_STATEMENT", "CardOptions", "build_card", "load_eval_metrics", "parameter_counts"]

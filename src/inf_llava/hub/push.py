@@ -126,7 +126,9 @@ def push(
         raise HubError("HF_HUB_OFFLINE is set: unset it to push (or use --dry-run)")
     api = HfApi(token=token)
     operations = [
-        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(source) if isinstance(source, Path) else source.encode())
+        CommitOperationAdd(
+            path_in_repo=name, path_or_fileobj=str(source) if isinstance(source, Path) else source.encode()
+        )
         for name, source in sorted(plan.files.items())
     ]
     message = commit_message or f"Upload INF-LLaVA model ({plan.model_dir.path.name}) with inf-llava"

@@ -53,9 +53,11 @@ def jinja_chat_template(template: str | ChatTemplate, system_prompt: str | None 
         "{{- raise_exception('expected a ' + state.expected + ' turn, got ' + message.role) -}}{%- endif -%}",
         "  {%- set ns = namespace(images=0, text='') -%}",
         "  {%- if message.content is string -%}",
-        f"    {{%- set ns.text = message.content -%}}{{%- set ns.images = (message.content.split({image}) | length) - 1 -%}}",
+        "    {%- set ns.text = message.content -%}",
+        f"    {{%- set ns.images = (message.content.split({image}) | length) - 1 -%}}",
         "  {%- elif message.content is not none -%}",
-        "    {%- set ns.images = message.content | selectattr('type', 'in', ['image', 'image_url']) | list | length -%}",
+        "    {%- set ns.images = message.content | selectattr('type', 'in', ['image', 'image_url']) | list "
+        "| length -%}",
         "    {%- set ns.text = message.content | selectattr('type', 'equalto', 'text') | map(attribute='text') "
         "| join('\\n') -%}",
         f"    {{%- set ns.images = ns.images + (ns.text.split({image}) | length) - 1 -%}}",
