@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..base import Benchmark
+from ..benchmarks.seedbench import CHOICE_FIELDS
 
 Doc = dict[str, Any]
 
@@ -52,26 +53,28 @@ def mmbench_doc(row: Mapping[str, Any]) -> Doc:
 
 def seedbench_doc(row: Mapping[str, Any]) -> Doc:
     doc = _plain(row)
-    for letter, field in zip("ABCD", ("choice_a", "choice_b", "choice_c", "choice_d")):
+    for letter, field in zip("ABCD", CHOICE_FIELDS):
         doc[field] = row.get(letter)
     doc.setdefault("question_id", row.get("index"))
     doc["data_type"] = "image"
     return doc
 
 
-def ai2d_doc(row: Mapping[str, Any]) -> Doc:
+def _listed_options(row: Mapping[str, Any], field: str) -> Doc:
+    """The row with its lettered options as a list under ``field`` and the answer as the option's 0-based index."""
     options = options_of(row)
     doc = _plain(row)
-    doc["options"] = [text for _, text in options]
+    doc[field] = [text for _, text in options]
     doc["answer"] = _letter_index(row, [letter for letter, _ in options])
     return doc
 
 
+def ai2d_doc(row: Mapping[str, Any]) -> Doc:
+    return _listed_options(row, "options")
+
+
 def scienceqa_doc(row: Mapping[str, Any]) -> Doc:
-    options = options_of(row)
-    doc = _plain(row)
-    doc["choices"] = [text for _, text in options]
-    doc["answer"] = _letter_index(row, [letter for letter, _ in options])
+    doc = _listed_options(row, "choices")
     doc["hint"] = None if _missing(row.get("hint")) else str(row["hint"])
     return doc
 
