@@ -110,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        if not head:
+        if not head and self.command != "HEAD":  # a HEAD answer has headers only, errors included
             self.wfile.write(body)
 
     def _json(self, status: int, payload) -> None:

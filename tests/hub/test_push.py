@@ -34,10 +34,23 @@ def hub():
         yield server
 
 
-def hub_env(hub: FakeHub, tmp_path: Path, token: str = TOKEN) -> dict[str, str]:
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1", HF_TOKEN=token)
+def hub_env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1", HF_TOKEN=TOKEN)
     env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(ROOT / "src"))
     return env
+
+
+@pytest.fixture()
+def local_hub(hub, monkeypatch):
+    """``hub`` for in-process calls: huggingface_hub's settings pointed at it, as HF_ENDPOINT, HF_HUB_OFFLINE=0 and
+    HF_HUB_DISABLE_XET=1 set them at import (the endpoint and the download URL template derived from it)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    return hub
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -140,11 +153,10 @@ def test_push_uploads_the_model_and_the_download_gives_the_same_outputs(hub, mod
     assert torch.equal(tokens, tokens2)
 
 
-def test_push_to_a_branch_as_pull_request(hub, model_dir, tmp_path, monkeypatch):
-    env = hub_env(hub, tmp_path)
-    result = run_cli(["push", str(model_dir), "me/pr", "--revision", "v2", "--create-pr"], env)
-    assert result.returncode == 0, result.stderr
-    assert f"pull request: {hub.url}/me/pr/discussions/1" in result.stdout
+def test_push_to_a_branch_as_pull_request(local_hub, model_dir, tmp_path, monkeypatch, capsys):
+    hub = local_hub
+    assert main(["push", str(model_dir), "me/pr", "--revision", "v2", "--create-pr", "--token", TOKEN]) == 0
+    assert f"pull request: {hub.url}/me/pr/discussions/1" in capsys.readouterr().out
     repo = hub.repos["me/pr"]
     assert sorted(repo.refs["main"]) == [".gitattributes"] == sorted(repo.refs["v2"])  # untouched until merged
     assert "model.safetensors" in repo.refs["refs/pr/1"]
@@ -153,12 +165,16 @@ def test_push_to_a_branch_as_pull_request(hub, model_dir, tmp_path, monkeypatch)
     assert (downloaded / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
 
 
-def test_bad_token_is_one_line(hub, model_dir, tmp_path):
-    result = run_cli(["push", str(model_dir), "me/x"], hub_env(hub, tmp_path, token="wrong"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+def test_bad_token_is_one_line(local_hub, model_dir, capsys):
+    assert main(["push", str(model_dir), "me/x", "--token", "wrong"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: pushing to me/x failed: HTTP 401 (check the token")
-    assert "me/x" not in hub.repos
+    assert "me/x" not in local_hub.repos
+
+
+def test_offline_mode_is_one_line(model_dir, capsys):
+    assert main(["push", str(model_dir), "me/x"]) == 2  # the test session runs with HF_HUB_OFFLINE=1
+    assert capsys.readouterr().err.strip() == "error: HF_HUB_OFFLINE is set: unset it to push (or use --dry-run)"
 
 
 def test_dry_run_writes_the_card_and_contacts_nobody(hub, model_dir, tmp_path):
