@@ -22,7 +22,9 @@ from inf_llava.eval.vlmeval_plugin.run import main  # noqa: E402
 work_dir, model_dir, *datasets = sys.argv[1:]
 for name in datasets:  # the fixtures stand in for the released files, whose checksums they cannot have
     ImageMCQDataset.DATASET_MD5.pop(name, None)
-names = register() + register("tiny", model_path=model_dir, max_new_tokens=6)  # random weights never stop
+names = register() + register(
+    "tiny", model_path=model_dir, max_new_tokens=6
+)  # registered, not run (random weights never stop)
 registered = {name: vlmeval.config.supported_VLM[name] for name in names}
 report = {
     "names": names,
@@ -32,4 +34,4 @@ report = {
 }
 with open(f"{work_dir}-registered.json", "w") as handle:
     json.dump(report, handle)
-main(["--model", "INF-LLaVA-demo", "tiny", "--data", *datasets] + ["--work-dir", work_dir, "--judge", "exact_matching"])
+main(["--model", "INF-LLaVA-demo", "--data", *datasets] + ["--work-dir", work_dir, "--judge", "exact_matching"])
