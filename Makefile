@@ -9,6 +9,17 @@ EXTRAS ?= dev,train,serve,eval
 # (they would replace torch); these few are what it imports. 0.6.1 is the newest release that runs with filelock 4.
 LMMS_EVAL_PIN ?= lmms-eval==0.6.1
 LMMS_EVAL_DEPS ?= loguru pytz sacrebleu evaluate tenacity pytablewriter
+# VLMEvalKit for the VLMEvalKit-plugin tests, in its own folder without its ~70 dependencies (they would replace torch):
+# upstream is not on PyPI; ms-vlmeval is ModelScope's PyPI build of it. These are the packages its import of
+# vlmeval.config / vlmeval.dataset / vlmeval.inference needs beyond the main environment. PyPI's torchvision is a CUDA
+# build (its compiled ops cannot load beside the CPU torch; the tests make its Python part importable).
+VLMEVAL_SITE := .vlmeval-site
+VLMEVAL_PIN ?= ms-vlmeval==0.0.20
+VLMEVAL_DEPS ?= validators sty timeout-decorator levenshtein rapidfuzz joblib cloudpickle decord torchvision==0.28.0 \
+	jieba nltk rouge math-verify latex2sympy2-extended antlr4-python3-runtime==4.11.1 pylatexenc \
+	opencv-python-headless imageio scipy json-repair num2words scikit-learn narwhals threadpoolctl qwen-vl-utils
+export INF_LLAVA_VLMEVAL_SITE ?= $(CURDIR)/$(VLMEVAL_SITE)
+
 # DeepSpeed lives in its own folder so the main environment stays without it (transformers imports an installed
 # deepspeed on every save_pretrained); only the `deepspeed`-marked tests put it on the path.
 DS_SITE := .deepspeed-site
@@ -28,13 +39,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q $(LMMS_EVAL_DEPS) "$(TORCH_PIN)"
 	touch $@
 
-test: setup browser
+test: setup browser $(VLMEVAL_SITE)/.installed
 	$(PY) -m pytest -q
+
+$(VLMEVAL_SITE)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --target $(VLMEVAL_SITE) "$(VLMEVAL_PIN)" $(VLMEVAL_DEPS)
+	touch $@
 
 test-slow: setup browser
 	$(PY) -m pytest -q -m slow
 
-test-all: setup browser $(DS_SITE)/.installed
+test-all: setup browser $(DS_SITE)/.installed $(VLMEVAL_SITE)/.installed
 	$(PY) -m pytest -q -m "not gpu and not deepspeed"
 	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
 
@@ -86,4 +101,4 @@ bench: setup
 	$(VENV)/bin/inf-llava bench all --layers $(BENCH_LAYERS) --output docs
 
 clean:
-	rm -rf $(VENV) $(DS_SITE) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DS_SITE) $(VLMEVAL_SITE) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -200,3 +200,20 @@ def test_hub_offline_is_one_line_error():
     ) as info:
         load_eval_data(get_benchmark("ai2d"), "lmms-lab/ai2d")
     assert "\n" not in str(info.value)
+
+
+def test_short_base64_image_longer_than_a_file_name(tmp_path):
+    """A small PNG in base64 (over NAME_MAX = 255 characters, under the 1024 looked up as file names) decodes."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(buffer, "PNG")
+    encoded = base64.b64encode(buffer.getvalue() + b"\0" * 200).decode()  # PNG ignores trailing bytes
+    assert 255 < len(encoded) < 1024
+    path = tmp_path / "MMBench_DEV_EN.tsv"
+    path.write_text("index\tquestion\tA\tB\tanswer\timage\n0\tq?\tx\ty\tA\t" + encoded + "\n")
+    image = load_eval_data(get_benchmark("mmbench_en"), path).samples[0].images()[0]
+    assert image.size == (8, 8) and image.getpixel((0, 0)) == (10, 200, 30)

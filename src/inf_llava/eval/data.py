@@ -223,8 +223,11 @@ def _open_one(value: Any, base_dir: Path | None, label: str, max_pixels: int | N
 def _find_path(value: str, base_dir: Path | None) -> Path | None:
     path = Path(value).expanduser()
     for candidate in ([path] if path.is_absolute() else []) + ([base_dir / value] if base_dir is not None else []):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # e.g. a short base64 image: longer than a file name may be
+            continue
     return None
 
 

@@ -20,6 +20,7 @@ from transformers.image_processing_utils import BatchFeature
 
 from ..geometry import geometry_from_dict
 from .image_processing import InfLlavaImageProcessor, _as_image_list
+from .jinja_template import jinja_chat_template
 from .templates import IMAGE_PLACEHOLDER, TEMPLATES, RenderedPrompt, get_template
 from .tokenization import IGNORE_INDEX, EncodedPrompt, encode_prompt
 
@@ -36,6 +37,8 @@ class InfLlavaProcessor(ProcessorMixin):
         template: conversation template name (``llama3``, ``plain``, ``vicuna_v1``, ``chatml``).
         system_prompt: overrides the template's default system message.
         image_placeholder: the text marker of an image in prompts (``<image>``, as in the official code).
+        chat_template: ignored; ``chat_template`` is always the named template written out as Jinja (saved as
+            ``chat_template.jinja`` for tools that read only that file).
     """
 
     def __init__(
@@ -61,7 +64,10 @@ class InfLlavaProcessor(ProcessorMixin):
         if image_token is None:
             raise ValueError("InfLlavaProcessor needs image_token (the token whose id fills image slots)")
         self.image_token = image_token
-        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+        # Prompts are rendered by the named template; the saved chat_template.jinja is that template written out
+        # for other tools (a loaded one is regenerated, so it can never disagree with `template`).
+        del chat_template
+        super().__init__(image_processor, tokenizer, chat_template=jinja_chat_template(template, system_prompt))
         grids = self.geometry.get("grids")
         if getattr(image_processor, "grids", None) != grids:
             raise ValueError(
