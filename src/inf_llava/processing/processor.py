@@ -79,6 +79,37 @@ class InfLlavaProcessor(ProcessorMixin):
             raise ValueError("processor_mode applies only to original llava_llama checkpoints")
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
+    # ---- Jinja form of the template ------------------------------------------------------------------------------
+    @property
+    def chat_template(self) -> str | None:
+        """The named template as a Jinja chat template, for engines that render prompts with Jinja (vLLM).
+
+        Derived from ``template`` and ``system_prompt`` (never stored on its own, so it cannot drift from them):
+        tokenizing its output without special tokens gives the ids :meth:`encode` gives for
+        :meth:`apply_chat_template`'s text, except that each image is one ``image_token`` for the engine to expand
+        to ``tokens_per_image`` slots (see :mod:`~inf_llava.processing.jinja_template`). A chat template passed in
+        or saved beside the processor (e.g. the LLM tokenizer's own) is ignored, as :meth:`apply_chat_template`
+        ignores it.
+        """
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:  # during __init__
+            return None
+        from .jinja_template import jinja_chat_template
+
+        bos = tokenizer.bos_token_id
+        adds_bos = bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"][:1] == [bos]
+        return jinja_chat_template(
+            get_template(self.template),
+            image_token=self.image_token,
+            bos_token=tokenizer.bos_token if adds_bos else None,
+            system=self.system_prompt,
+            image_placeholder=self.image_placeholder,
+        )
+
+    @chat_template.setter
+    def chat_template(self, value: str | None) -> None:
+        pass  # see the getter: the template is named, a Jinja template given to ProcessorMixin is not used
+
     # ---- geometry ------------------------------------------------------------------------------------------------
     @property
     def tokens_per_image(self) -> int:
