@@ -62,7 +62,7 @@ CONVERSATIONS = [
         {"role": "assistant", "content": "Left."},
         {"role": "user", "content": [{"type": "text", "text": "And the blue one?"}]},
     ],
-    [{"role": "system", "content": [{"type": "text", "text": "sys"}]}, {"role": "user", "content": "héllo ✓ \"q\" \\"}],
+    [{"role": "system", "content": [{"type": "text", "text": "sys"}]}, {"role": "user", "content": 'héllo ✓ "q" \\'}],
 ]
 
 
