@@ -21,9 +21,9 @@ TESTED_VLLM = "0.32"
 def register() -> None:
     """The ``vllm.general_plugins`` entry point: registers the model with vLLM and ``inf_llava`` with the
     transformers Auto classes (config, processor) in the calling process. Idempotent."""
-    import inf_llava  # noqa: F401 - registers model_type "inf_llava" with transformers
-
     from vllm import ModelRegistry
+
+    import inf_llava  # noqa: F401 - registers model_type "inf_llava" with transformers
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS)
