@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MAX_TOKENS, close_llm, demo_questions, greedy, image_part, start_llm
+from vllm_helpers import MAX_TOKENS, close_llm, demo_questions, greedy, image_part, start_llm
 
 from inf_llava.images import load_image
 from inf_llava.inference import GenerationSettings, InfLlavaEngine

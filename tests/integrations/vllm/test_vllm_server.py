@@ -7,15 +7,11 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from conftest import MAX_TOKENS, demo_questions
+from vllm_helpers import MAX_TOKENS, demo_questions
 
+from inf_llava.bench.serve import free_port, running_server, vllm_executable
 from inf_llava.images import load_image
 from inf_llava.inference import GenerationSettings, InfLlavaEngine
 
@@ -26,47 +22,17 @@ SETTINGS = GenerationSettings(max_new_tokens=MAX_TOKENS)
 START_TIMEOUT_S = 900
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(demo_dir, tmp_path_factory):
     import openai
-    import requests
 
     port = free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-    vllm = Path(sys.executable).with_name("vllm")
-    command = [str(vllm), "serve", str(demo_dir), "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"]
-    command += ["--max-model-len", "1024", "--served-model-name", "demo", "--seed", "0"]
-    env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"vllm serve exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"vllm serve did not start in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=300)
-        yield client, port
-    finally:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
+    command = [vllm_executable(), "serve", str(demo_dir), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--dtype", "float32", "--max-model-len", "1024", "--served-model-name", "demo", "--seed", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}  # as users run it
+    with running_server(command, port, log, timeout=START_TIMEOUT_S, env=env) as url:
+        yield openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300), port
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import math
 
 import pytest
 import torch
-from conftest import close_llm, image_part, start_llm
-from conversion.official_fixture import converted
+from conversion.official_fixture import FixtureSpec, write_official_checkpoint
 from PIL import Image, ImageDraw
 from transformers import Qwen2Config, SiglipVisionConfig
+from vllm_helpers import close_llm, image_part, start_llm
 
 from inf_llava import InfLlavaConfig, InfLlavaForConditionalGeneration, InfLlavaProcessor
 from inf_llava.presets import build_tiny_tokenizer, processor_for, small_config
@@ -40,6 +40,16 @@ def save_random_model(config: InfLlavaConfig, tokenizer, template: str, director
     model.generation_config.eos_token_id = processor.stop_token_ids()  # what vLLM stops at, as conversion writes
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+
+
+def official_converted(root):
+    """A released-layout checkpoint (tests/conversion/official_fixture.py) through ``plan_conversion``: 64-wide
+    heads would be the fixture's default 16, which vLLM's CPU attention does not implement (it takes 32, 64, 80,
+    ...; the released Llama-3-8B has 128), hence the 128-wide, 4-head LLM."""
+    from inf_llava.conversion.convert import plan_conversion
+
+    fixture = write_official_checkpoint(root / "src", spec=FixtureSpec(text_width=128, text_heads=4))
+    return plan_conversion(fixture.path).save(root / "converted")
 
 
 def llama_variant(tokenizer):
@@ -111,7 +121,7 @@ VARIANTS = {
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def variant(request, tmp_path_factory):
     if VARIANTS[request.param] is None:
-        directory = converted("sharded")
+        directory = official_converted(tmp_path_factory.mktemp("official"))
     else:
         tokenizer = build_tiny_tokenizer()
         config, template = VARIANTS[request.param](tokenizer)
@@ -170,5 +180,6 @@ def test_prompt_ids_logprobs_and_greedy_answers_equal_ours(variant, count):
         if token in stop:
             break
         kept.append(token)
+    # Token for token (random weights answer in byte soup, whose text vLLM's incremental detokenizer may end
+    # differently at the length limit: it holds back an incomplete UTF-8 character).
     assert list(output.outputs[0].token_ids)[: len(kept)] == kept, name
-    assert output.outputs[0].text == processor.decode(kept), name
