@@ -30,6 +30,7 @@ def server(demo_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
     command = [vllm_executable(), "serve", str(demo_dir), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--dtype", "float32", "--max-model-len", "1024", "--served-model-name", "demo", "--seed", "0"]
+    command += ["--media-io-kwargs", '{"image": {"image_mode": null}}']  # images decoded as the official code does
     env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}  # as users run it
     with running_server(command, port, log, timeout=START_TIMEOUT_S, env=env) as url:
         yield openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300), port
@@ -118,9 +119,9 @@ def test_each_image_adds_the_geometry_s_token_count(server, ours):
     assert ours.processor.tokens_per_image == ours.model.config.geometry.tokens_per_image == 36  # 6 x 6 patches
 
 
-def test_transparent_image_with_image_mode_none_is_seen_as_ours(server, ours):
-    """vLLM composites RGBA on white by default; ``media_io_kwargs`` ``image_mode: null`` hands the decoded image to
-    this package's processor, which drops alpha as the official ``.convert("RGB")`` does."""
+def test_transparent_image_is_seen_as_ours(server, ours):
+    """vLLM composites RGBA on white by default; with ``--media-io-kwargs '{"image": {"image_mode": null}}'`` the
+    decoded image goes to this package's processor, which drops alpha as the official ``.convert("RGB")`` does."""
     from PIL import Image
 
     client, _ = server
@@ -134,7 +135,6 @@ def test_transparent_image_with_image_mode_none_is_seen_as_ours(server, ours):
         messages=request_messages([rgba], QUESTIONS[0].text),
         max_tokens=MAX_TOKENS,
         temperature=0,
-        extra_body={"media_io_kwargs": {"image": {"image_mode": None}}},
     )
     expected = ours.complete([our_messages(1, QUESTIONS[0].text)], [[load_image(rgba)]], SETTINGS)[0]
     assert response.choices[0].message.content == expected.text

@@ -33,9 +33,12 @@ def demo_questions(count: int = 24) -> list[Question]:
 
 
 def start_llm(model: str | Path, dtype: str = "fp32", **kwargs):
+    import torch
     from vllm import LLM
 
     options = dict(dtype=DTYPES[dtype], enforce_eager=True, max_model_len=1024, max_num_seqs=8, seed=0)
+    if torch.cuda.is_available():  # engines start one after another in this process (scripts/device-vllm.sh)
+        options["gpu_memory_utilization"] = 0.3
     options.update(kwargs)
     return LLM(str(model), **options)
 
