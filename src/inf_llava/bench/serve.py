@@ -1,12 +1,13 @@
 """Serving benchmark: ``inf-llava serve`` against ``vllm serve`` on the same model, load and machine, in one run.
 
 Each round starts one server at a time (so neither competes with the other's idle threads), sends the same load at
-every concurrency level with the unmodified ``openai`` client (:func:`~inf_llava.serve.loadtest.run_load_test`: a
-warm-up round, then the measured requests, retries off, greedy, every request an image plus a question of the demo
-test split) and stops it; the order of the two servers alternates between rounds, so a drift in the machine's speed
-(other tenants) falls on both. Reported per level: successful requests/s, p50 and p99 latency of each side
-(median over rounds) and vLLM's ratios to ours. Each server runs with its own defaults for this machine (ours: one
-process, batches of up to ``--max-batch-size``; vLLM: continuous batching, paged KV cache, its CPU thread binding).
+every concurrency level with the unmodified ``openai`` client (:func:`~inf_llava.serve.loadtest.run_load_test`;
+retries off, greedy, every request an image plus a question of the demo test split) and stops it. Before measuring,
+an unmeasured sweep sends every question at every level, and each level starts with more warm-up requests. The
+order of the two servers alternates between rounds, so a drift in the machine's speed (other tenants) falls on both.
+Reported per level: successful requests/s, p50 and p99 latency of each side (median over rounds) and vLLM's ratios
+to ours. Each server runs with its own defaults for this machine (ours: one process, batches of up to
+``--max-batch-size``; vLLM: continuous batching, paged KV cache, its CPU thread binding).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SIDES = ("inf-llava", "vllm")
+# Unmeasured requests before each level, after a sweep of every question at every level: first calls pay for
+# allocations and kernels of new shapes (ours at batch size 1 took 4x its steady latency for its first dozens).
+WARMUP_REQUESTS = 16
 DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
+CPU_KV_CACHE_GIB = 2  # VLLM_CPU_KVCACHE_SPACE; ignored on GPUs
 
 
 def free_port() -> int:
@@ -97,6 +102,14 @@ def server_command(side: str, model: str, port: int, dtype: str, max_model_len: 
     return command + ["--disable-log-stats"]
 
 
+def server_environment() -> dict[str, str]:
+    """This environment, with a KV cache of ``CPU_KV_CACHE_GIB`` for vLLM's CPU build unless one is set (it
+    otherwise reserves most of the machine's memory and refuses to start when other processes hold it)."""
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+    return env
+
+
 @dataclass
 class Level:
     concurrency: int
@@ -150,19 +163,21 @@ def run(
             command = server_command(side, model, port, dtype, max_model_len)
             started = time.monotonic()
             log = log_dir / f"{side}-round{round_index}.log"
-            with running_server(command, port, log) as url:
+            with running_server(command, port, log, env=server_environment()) as url:
                 start_s = time.monotonic() - started
+                load = dict(max_tokens=max_tokens, image_url=image_url, questions=questions, temperature=0.0)
+                for level in levels:  # warm-up sweep, not measured: every question at every concurrency
+                    warm = max(len(questions), level.concurrency)
+                    run_load_test(url, "bench", requests=warm, concurrency=level.concurrency, warmup=0, **load)
                 for level in levels:
                     report = run_load_test(
                         url,
                         "bench",
                         requests=level.requests,
                         concurrency=level.concurrency,
-                        max_tokens=max_tokens,
-                        image_url=image_url,
-                        questions=questions,
-                        temperature=0.0,
                         timeout=600.0,
+                        warmup=max(WARMUP_REQUESTS, level.concurrency),
+                        **load,
                     )
                     row = {
                         "side": side,
