@@ -1,4 +1,5 @@
-"""What differs between the supported transformers releases (5.16.1 and newer; vLLM 0.32 pins ``<5.20``).
+"""What differs between the supported transformers releases (5.18 and newer; vLLM 0.32 pins ``<5.20``; 5.16 and 5.17
+need torchvision to register an image processor, which does not import beside the CPU torch here).
 
 - 5.20 renamed the KV-cache argument and output field of every model from ``past_key_values`` to ``cache``
   (:data:`CACHE_NAME` is the name this release uses; generation reads the cache back under that name).

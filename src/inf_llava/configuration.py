@@ -15,7 +15,7 @@ from transformers import AutoConfig, PreTrainedConfig
 
 try:  # transformers >= 5.20 declares sub-configs with their defaults
     from transformers.configuration_utils import SubConfigSpec
-except ImportError:  # transformers 5.16-5.19: a plain class map, resolved in __post_init__
+except ImportError:  # transformers 5.18-5.19: a plain class map, resolved in __post_init__
     SubConfigSpec = None
 
 from .geometry import Geometry, normalize_grid
