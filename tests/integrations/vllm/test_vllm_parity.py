@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from vllm_helpers import MAX_TOKENS, close_llm, demo_questions, greedy, image_part, start_llm
+from vllm_helpers import DEMO_DIR, MAX_TOKENS, close_llm, demo_questions, greedy, image_part, start_llm
 
 from inf_llava.images import load_image
 from inf_llava.inference import GenerationSettings, InfLlavaEngine
@@ -20,11 +20,11 @@ SETTINGS = GenerationSettings(max_new_tokens=MAX_TOKENS)
 
 
 @pytest.fixture(scope="module", params=["fp32", "bf16"])
-def sides(request, demo_dir):
+def sides(request):
     """(our engine, vLLM) on the demo model in one dtype; ours answers first, before vLLM sets its threads."""
-    ours = InfLlavaEngine.from_pretrained(demo_dir, dtype=request.param)
+    ours = InfLlavaEngine.from_pretrained(DEMO_DIR, dtype=request.param)
     ours.complete([ours.question("warm-up")], [[load_image(QUESTIONS[0].image)]], SETTINGS)
-    llm = start_llm(demo_dir, request.param, limit_mm_per_prompt={"image": 3})
+    llm = start_llm(DEMO_DIR, request.param, limit_mm_per_prompt={"image": 3})
     yield request.param, ours, llm
     close_llm(llm)
 
@@ -105,7 +105,7 @@ def test_multi_turn_with_a_system_message(sides):
     assert list(output.prompt_token_ids) == ours.processor.encode(ours.prompt(messages)).input_ids
 
 
-def test_cli_ask_prints_what_vllm_answers(sides, demo_dir):
+def test_cli_ask_prints_what_vllm_answers(sides):
     """The literal ``inf-llava ask`` command (in this environment) against vLLM, for a few questions."""
     dtype, _, llm = sides
     for question in QUESTIONS[:3]:
@@ -116,7 +116,7 @@ def test_cli_ask_prints_what_vllm_answers(sides, demo_dir):
                 "inf_llava",
                 "ask",
                 "--model",
-                str(demo_dir),
+                str(DEMO_DIR),
                 "--dtype",
                 dtype,
                 "--image",

@@ -9,7 +9,7 @@ import io
 import os
 
 import pytest
-from vllm_helpers import MAX_TOKENS, demo_questions
+from vllm_helpers import DEMO_DIR, MAX_TOKENS, demo_questions
 
 from inf_llava.bench.serve import free_port, running_server, vllm_executable
 from inf_llava.images import load_image
@@ -23,12 +23,12 @@ START_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
-def server(demo_dir, tmp_path_factory):
+def server(tmp_path_factory):
     import openai
 
     port = free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-    command = [vllm_executable(), "serve", str(demo_dir), "--host", "127.0.0.1", "--port", str(port)]
+    command = [vllm_executable(), "serve", str(DEMO_DIR), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--dtype", "float32", "--max-model-len", "1024", "--served-model-name", "demo", "--seed", "0"]
     command += ["--media-io-kwargs", '{"image": {"image_mode": null}}']  # images decoded as the official code does
     env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}  # as users run it
@@ -37,8 +37,8 @@ def server(demo_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ours(demo_dir):
-    return InfLlavaEngine.from_pretrained(demo_dir, dtype="fp32")
+def ours():
+    return InfLlavaEngine.from_pretrained(DEMO_DIR, dtype="fp32")
 
 
 def data_url(image) -> str:

@@ -1,14 +1,28 @@
-"""Helpers of the vLLM tests (see conftest.py): the demo questions and starting / closing an engine."""
+"""Helpers of the vLLM tests (``make test-vllm``; marked ``vllm``, deselected from ``make test``): the demo
+questions, and starting / closing an engine.
+
+The tests run in the environment ``make test-vllm`` builds (``.venv-vllm``: the CPU build of vLLM, inf-llava installed
+editable so its ``vllm.general_plugins`` entry point is live). Engines run in-process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``) to halve their start-up; ``test_vllm_server.py`` runs the real multi-process
+``vllm serve``. Each engine is closed when its module is done, so at most one holds memory at a time. (No conftest.py
+here: a second module named ``conftest`` would shadow the one the other tests import helpers from.)
+"""
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from inf_llava.assets import ASSETS_DIR
+from inf_llava.assets import ASSETS_DIR, DEMO_MODEL_DIR
 
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default reserves most of a 24 GiB machine
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+DEMO_DIR = DEMO_MODEL_DIR
 DEMO_TEST_DIR = ASSETS_DIR / "demo-test"
 MAX_TOKENS = 48
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
