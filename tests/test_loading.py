@@ -188,3 +188,13 @@ def test_max_time_stops_generation(engine):
     assert time.perf_counter() - start < 5
     with pytest.raises(ValueError, match="max_time must be > 0"):
         GenerationSettings(max_time=0)
+
+
+def test_stop_prefix_length_holds_back_only_possible_stop_starts():
+    from inf_llava.inference import stop_prefix_length
+
+    assert stop_prefix_length("the end ", (" b",)) == 1  # " " may begin " b"
+    assert stop_prefix_length("the end", (" b",)) == 0
+    assert stop_prefix_length("abcSTO", ("STOP", "cS")) == 3  # the longest possible start wins
+    assert stop_prefix_length("abc", ("abc",)) == 0  # a whole stop string is a cut, not a prefix
+    assert stop_prefix_length("abc", ()) == 0

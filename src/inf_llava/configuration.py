@@ -12,7 +12,11 @@ import re
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+try:  # transformers >= 5.20 declares sub-configs with their defaults
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # transformers 5.18-5.19: a plain class map, resolved in __post_init__
+    SubConfigSpec = None
 
 from .geometry import DYNAMIC, DynamicGeometry, Geometry, geometry_from_config, normalize_grid
 
@@ -32,6 +36,9 @@ CLIP_L14_336 = {
 OFFICIAL_GRID = 3  # the DCM grid of the released model, n_h = n_w
 # The released model's geometry; every official number (view, high-resolution size, tokens) is derived from it.
 OFFICIAL_GEOMETRY = Geometry(OFFICIAL_GRID, OFFICIAL_GRID, CLIP_L14_336["image_size"], CLIP_L14_336["patch_size"])
+
+# Sub-config defaults: model type when a dict or None gives none, and the fields of the default.
+_SUB_CONFIG_DEFAULTS = {"vision_config": ("clip_vision_model", CLIP_L14_336), "text_config": ("llama", {})}
 
 PROJECTOR_TYPE = re.compile(r"^(linear|mlp(\d+)x_gelu)$")
 DEM_POOLING = ("bilinear", "avg")
@@ -83,12 +90,17 @@ class InfLlavaConfig(PreTrainedConfig):
     """
 
     model_type = "inf_llava"
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="clip_vision_model", init_kwargs=dict(CLIP_L14_336)
-        ),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
-    }
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {
+            "vision_config": SubConfigSpec(
+                config_class=AutoConfig,
+                model_type=_SUB_CONFIG_DEFAULTS["vision_config"][0],
+                init_kwargs=dict(CLIP_L14_336),
+            ),
+            "text_config": SubConfigSpec(config_class=AutoConfig, model_type=_SUB_CONFIG_DEFAULTS["text_config"][0]),
+        }
+    else:
+        sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig}
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -112,6 +124,8 @@ class InfLlavaConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
+        for key in _SUB_CONFIG_DEFAULTS:
+            setattr(self, key, _sub_config(key, getattr(self, key)))
         super().__post_init__(**kwargs)
         if not isinstance(self.grid, str):
             self.grid = list(normalize_grid(self.grid))
@@ -191,6 +205,20 @@ class InfLlavaConfig(PreTrainedConfig):
                 f"(valid: 1..{total} or -{total}..-1)"
             )
         return index
+
+
+def _sub_config(key: str, value: dict | PreTrainedConfig | None) -> PreTrainedConfig:
+    """A sub-config from a config, a dict (its ``model_type`` or the default one) or None (the default), the same
+    way on every supported transformers release (5.20 added ``SubConfigSpec``, which does this in the base class)."""
+    if isinstance(value, PreTrainedConfig):
+        return value
+    model_type, defaults = _SUB_CONFIG_DEFAULTS[key]
+    if value is None:
+        value = dict(defaults)
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} must be a dict, a PreTrainedConfig or None, got {type(value).__name__}")
+    fields = dict(value)
+    return AutoConfig.for_model(fields.pop("model_type", model_type), **fields)
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -267,17 +267,24 @@ class InfLlavaEngine:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        emitted, cut, exhausted = "", False, False
+        # `received` is the decoded answer so far; `emitted` the part yielded. A tail that could begin a stop string
+        # is held back until the next piece shows whether it does (detokenizers may deliver text in words, so a stop
+        # string can straddle two pieces).
+        received, emitted, cut, exhausted = "", "", False, False
         try:
             for piece in streamer:
-                text, cut = cut_at_stop(emitted + piece, settings.stop)
-                if text[len(emitted) :]:
-                    yield text[len(emitted) :]
-                emitted = text
+                received, cut = cut_at_stop(received + piece, settings.stop)
+                ready = received if cut else received[: len(received) - stop_prefix_length(received, settings.stop)]
+                if ready[len(emitted) :]:
+                    yield ready[len(emitted) :]
+                emitted = ready
                 if cut:
                     break
             else:
                 exhausted = True
+                if received[len(emitted) :]:
+                    yield received[len(emitted) :]
+                emitted = received
         finally:
             cancel.set()
             if not exhausted:
@@ -312,6 +319,18 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
+def stop_prefix_length(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of a stop string (text that may still turn
+    out to be the start of one)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
+
+
 _cut_at_stop = cut_at_stop  # former private name
 
-__all__ = ["Completion", "GenerationSettings", "InfLlavaEngine", "cut_at_stop"]
+__all__ = ["Completion", "GenerationSettings", "InfLlavaEngine", "cut_at_stop", "stop_prefix_length"]

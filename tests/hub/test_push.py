@@ -20,7 +20,6 @@ from inf_llava import InfLlavaForConditionalGeneration, InfLlavaProcessor
 from inf_llava.cli import main
 from inf_llava.hub import plan_push
 from inf_llava.hub.card import PARITY_STATEMENT
-from inf_llava.processing.jinja_template import jinja_chat_template
 from inf_llava.training.config import TrainConfig
 
 TOKEN = "hf_test_token"
@@ -125,7 +124,7 @@ def test_push_uploads_the_model_and_the_download_gives_the_same_outputs(hub, mod
     for name in local:  # byte for byte what is on disk
         assert files[name] == (model_dir / name).read_bytes(), name
     assert "model.safetensors" in repo.lfs_paths and hub.lfs  # the weights went through git-LFS
-    assert files["chat_template.jinja"].decode() == jinja_chat_template("llama3")
+    assert files["chat_template.jinja"].decode() == InfLlavaProcessor.from_pretrained(str(model_dir)).chat_template
 
     card = files["README.md"].decode()
     meta = front_matter(card)
@@ -214,7 +213,7 @@ def test_model_and_processor_push_to_hub(hub, tiny, tmp_path, monkeypatch):
     expected += ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "README.md", ".gitattributes"]
     assert sorted(files) == sorted(expected)
     assert [c.title for c in repo.commits["main"]][-1] == "Add processor"
-    assert files["chat_template.jinja"].decode() == jinja_chat_template(processor.template, processor.system_prompt)
+    assert files["chat_template.jinja"].decode() == processor.chat_template
     downloaded = download(hub, "me/api", tmp_path, monkeypatch)
     for got, want in zip(outputs(downloaded), outputs(local)):
         assert torch.equal(got, want)

@@ -5,6 +5,7 @@ inf-llava bench tokens                                                  INF-LLaV
 inf-llava bench generate                                                decode vs HF Llava, batched throughput
 inf-llava bench linear                                                  packed vs plain bf16 linears (CPU)
 inf-llava bench all [--output docs]                                     all of them + docs/performance.md
+inf-llava bench serve [--model DIR] [--levels 1:24,16:96,64:192]        inf-llava serve vs vllm serve (serving.md)
 
 ``--device cuda`` runs the same benchmarks on a GPU (``scripts/device-bench.sh`` is the prepared run for a lent
 one); ``all`` times the encoder in fp32 and bf16 (eager, and bf16 under ``torch.compile`` with weight freezing) and
@@ -17,11 +18,11 @@ import argparse
 import json
 
 NAME = "bench"
-HELP = "performance benchmarks (encoder, tokens/prefill, decoding, packed linears)"
+HELP = "performance benchmarks (encoder, tokens/prefill, decoding, packed linears, serving against vLLM)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("which", choices=["encode", "tokens", "generate", "linear", "all"])
+    parser.add_argument("which", choices=["encode", "tokens", "generate", "linear", "all", "serve"])
     parser.add_argument(
         "--dtype", choices=["fp32", "bf16"], default="fp32", help="compute dtype (all: of tokens and generate)"
     )
@@ -32,7 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported) after a warm-up")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", default="docs", help="all: directory for performance.md/json and the chart")
+    parser.add_argument(
+        "--output", default="docs", help="all: directory for performance.md/json and the chart; serve: for serving.md"
+    )
+    serve = parser.add_argument_group("serve (run it where `vllm` is installed: make bench-serve)")
+    serve.add_argument("--model", default=None, help="model directory (default: the shipped demo model)")
+    serve.add_argument("--levels", default="1:24,16:96,64:192", help="concurrency:requests pairs (default %(default)s)")
+    serve.add_argument("--rounds", type=int, default=2, help="rounds, servers in turns (default %(default)s)")
+    serve.add_argument("--max-tokens", type=int, default=16, help="new tokens per request at most (default 16)")
+    serve.add_argument("--serve-dtype", choices=["fp32", "bf16"], default="bf16", help="both servers' dtype")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +51,21 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.timing import machine_description
     from ..runtime import resolve_device
 
+    if args.which == "serve":
+        from pathlib import Path
+
+        from ..bench import serve
+
+        results = serve.run(
+            args.model,
+            levels=serve.parse_levels(args.levels),
+            rounds=args.rounds,
+            max_tokens=args.max_tokens,
+            dtype=args.serve_dtype,
+        )
+        print(serve.markdown_table(results["summary"]))
+        print(f"wrote {serve.write_report(results, Path(args.output))}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.layers < 2:

@@ -53,7 +53,7 @@ def plan_push(
     description: str | None = None,
 ) -> PushPlan:
     """Check the directory and build the file set, card included (reads configs and weight headers only)."""
-    from ..processing.jinja_template import jinja_chat_template
+    from ..processing.processor import InfLlavaProcessor
 
     if "/" not in repo_id or repo_id.count("/") > 1 or not all(repo_id.split("/")):
         raise ValueError(f"repository id {repo_id!r} must be NAMESPACE/NAME (e.g. your-user/inf-llava-7b)")
@@ -71,20 +71,11 @@ def plan_push(
     if license:
         options.license = license
     plan = PushPlan(checked, repo_id, {path.name: path for path in checked.files})
-    processor_config = _processor_settings(checked)
-    plan.files[CHAT_TEMPLATE_FILE] = jinja_chat_template(
-        processor_config.get("template", "llama3"), processor_config.get("system_prompt")
-    )
+    # the processor's named template as Jinja (what vLLM and tokenizer.apply_chat_template render), regenerated so
+    # that a stale or hand-edited file in the directory cannot disagree with the template the model was trained with
+    plan.files[CHAT_TEMPLATE_FILE] = InfLlavaProcessor.from_pretrained(str(checked.path)).chat_template
     plan.files[CARD_FILE] = str(build_card(checked, options))
     return plan
-
-
-def _processor_settings(model_dir: ModelDir) -> dict:
-    import json
-
-    from .model_dir import PROCESSOR_FILE
-
-    return json.loads((model_dir.path / PROCESSOR_FILE).read_text(encoding="utf-8"))
 
 
 def write_dry_run(plan: PushPlan, folder: str | Path) -> list[Path]:

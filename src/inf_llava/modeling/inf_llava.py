@@ -20,8 +20,8 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
-from transformers.modeling_utils import slice_logits_to_keep
 
+from ..compat import CACHE_NAME, pop_cache_argument, slice_logits_to_keep
 from ..configuration import InfLlavaConfig
 from .enhancement import WindowCrossAttention
 from .image_encoder import InfLlavaImageEncoder
@@ -34,6 +34,7 @@ class InfLlavaModelOutputWithPast(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     image_features: torch.Tensor | None = None
+    past_key_values: Cache | None = None  # the cache again, only on transformers < 5.20 (where generation reads it)
 
 
 @dataclass
@@ -44,6 +45,11 @@ class InfLlavaCausalLMOutputWithPast(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     image_features: torch.Tensor | None = None
+    past_key_values: Cache | None = None  # the cache again, only on transformers < 5.20 (where generation reads it)
+
+
+def _legacy_cache(cache: Cache | None) -> Cache | None:
+    return cache if CACHE_NAME == "past_key_values" else None
 
 
 class InfLlavaPreTrainedModel(PreTrainedModel):
@@ -129,6 +135,7 @@ class InfLlavaModel(InfLlavaPreTrainedModel):
         image_grids: torch.Tensor | None = None,
         **kwargs,
     ) -> InfLlavaModelOutputWithPast:
+        cache = pop_cache_argument(cache, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -155,16 +162,18 @@ class InfLlavaModel(InfLlavaPreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
             use_cache=use_cache,
+            **{CACHE_NAME: cache},
             **kwargs,
         )
+        cache = getattr(outputs, CACHE_NAME, None)
         return InfLlavaModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            cache=getattr(outputs, "cache", None),
+            cache=cache,
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
             image_features=image_features,
+            past_key_values=_legacy_cache(cache),
         )
 
 
@@ -254,6 +263,7 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
         image_grids: torch.Tensor | None = None,
         **kwargs,
     ) -> InfLlavaCausalLMOutputWithPast:
+        cache = pop_cache_argument(cache, kwargs)
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -280,4 +290,5 @@ class InfLlavaForConditionalGeneration(InfLlavaPreTrainedModel, GenerationMixin)
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_features=outputs.image_features,
+            past_key_values=_legacy_cache(outputs.cache),
         )

@@ -12,6 +12,8 @@ import copy
 import torch
 from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
+from ..compat import LAST_HIDDEN_STATE
+
 
 def truncated_vision_config(vision_config: PretrainedConfig, num_layers: int) -> PretrainedConfig:
     """A copy of ``vision_config`` with ``num_hidden_layers = num_layers``."""
@@ -38,7 +40,7 @@ def patch_features(tower: PreTrainedModel, pixel_values: torch.Tensor, tokens_pe
     Leading non-patch tokens (a class token, registers) are dropped so that exactly ``T = p * p`` tokens remain.
     """
     dtype = next(tower.parameters()).dtype
-    out = tower(pixel_values=pixel_values.to(dtype), output_hidden_states=[-1], return_dict=True)
+    out = tower(pixel_values=pixel_values.to(dtype), output_hidden_states=LAST_HIDDEN_STATE, return_dict=True)
     hidden = out.hidden_states[-1]  # (N, extra + T, D), pre-post-LayerNorm
     extra = hidden.shape[1] - tokens_per_view
     if extra < 0:

@@ -1,85 +1,119 @@
-"""A named conversation template written out as a Jinja chat template (``chat_template.jinja``).
+"""A named conversation template written out as a Jinja chat template, for engines that render prompts with Jinja
+(vLLM's OpenAI server, ``tokenizer.apply_chat_template``).
 
-The processor renders prompts with :mod:`.templates`; this file is the same rendering for tools that only read a
-repository's ``chat_template.jinja`` (``tokenizer.apply_chat_template``, vLLM, TGI, other processors): messages as
-:meth:`ChatTemplate.render` takes them (``content`` a string with ``<image>`` markers or a list of ``image`` /
-``image_url`` / ``text`` parts), each message's images moved to its front as ``<image>`` + separator, the text
-stripped, a leading system message (or the processor's ``system_prompt``, which wins) in the prefix, and
-``add_generation_prompt``. Turn order errors raise through ``raise_exception`` as the HF templates do.
+The Jinja template reproduces :meth:`ChatTemplate.render` (system message handling, images moved to the front of
+their message, text stripped when a message has images, turn order checks) and follows the Hugging Face convention
+that tokenizing its output *without* special tokens gives the model's input ids: the tokenizer's own BOS is written
+out (so the official ``llama3`` prompt keeps its double BOS) and every image becomes one ``image_token``, which the
+engine expands to the model's image-token count (as LLaVA-HF's ``<image>`` token is).
+
+Messages may carry content as a string, where ``<image>`` marks an image (vLLM's "string" content format), or as a
+list of ``{"type": "image"}`` / ``{"type": "text"}`` parts (its "openai" format); both render alike.
 """
 
 from __future__ import annotations
 
 import json
 
-from .templates import IMAGE_PLACEHOLDER, ChatTemplate, get_template
+from .templates import IMAGE_PLACEHOLDER, ChatTemplate
 
 
 def _literal(text: str) -> str:
-    """A Jinja string literal (JSON escaping is valid Jinja)."""
+    """A Jinja string literal (Jinja unescapes string literals like Python's ``unicode_escape``)."""
     return json.dumps(text, ensure_ascii=False)
 
 
-def jinja_chat_template(template: str | ChatTemplate, system_prompt: str | None = None) -> str:
-    """The Jinja source that renders exactly what ``template.render(messages, add_generation_prompt,
-    system=system_prompt)`` renders."""
-    t = get_template(template)
-    image = _literal(IMAGE_PLACEHOLDER)
-    before, after = t.prefix.split("{system}") if "{system}" in t.prefix else (t.prefix, None)
-    generation = t.assistant_header if t.generation_header is None else t.generation_header
-    if t.images_only_user:
-        user_body = f"{image} * ns.images"
-    else:
-        user_body = f"({image} + {_literal(t.image_separator)}) * ns.images + ns.text"
-    system_source = (
-        _literal(system_prompt)
-        if system_prompt is not None
-        else f"(first.content if first.content is string else first.content | selectattr('type', 'equalto', 'text') "
-        f"| map(attribute='text') | join('\\n')) if first.role == 'system' else {_literal(t.system)}"
+def jinja_chat_template(
+    template: ChatTemplate,
+    *,
+    image_token: str,
+    bos_token: str | None = None,
+    system: str | None = None,
+    image_placeholder: str = IMAGE_PLACEHOLDER,
+) -> str:
+    """The Jinja source of ``template``.
+
+    Args:
+        template: the named template.
+        image_token: what each image renders to (the model's image token, one per image).
+        bos_token: text written before everything else: the BOS the tokenizer adds itself (None if it adds none).
+        system: a fixed system prompt that replaces the template's default and any system message (as
+            :class:`~inf_llava.InfLlavaProcessor`'s ``system_prompt`` does).
+        image_placeholder: the marker of an image inside string content.
+    """
+    before_system, _, after_system = template.prefix.partition("{system}")
+    if "{system}" in after_system:
+        raise ValueError(f"template {template.name!r}: the prefix names {{system}} more than once")
+    uses_system = "{system}" in template.prefix
+    generation = template.assistant_header if template.generation_header is None else template.generation_header
+    L = _literal
+    user_body = (
+        f"{L(image_token)} * c.images"
+        if template.images_only_user
+        else f"({L(image_token)} + {L(template.image_separator)}) * c.images + c.text"
     )
+    # One pass over the messages: each one's content becomes text with a placeholder per image (as
+    # `templates._content_text` does), a leading system message sets the system text, the others render as turns.
     lines = [
-        f"{{#- inf-llava template {t.name!r}: generated from inf_llava.processing.templates; do not edit -#}}",
-        "{%- set first = messages[0] if messages else {'role': '', 'content': ''} -%}",
-        "{%- set turns = messages[1:] if first.role == 'system' else messages -%}",
-        _literal(before).join(["{{- ", " -}}"]),
-    ]
-    if after is not None:
-        lines += [f"{{{{- {system_source} -}}}}", _literal(after).join(["{{- ", " -}}"])]
-    lines += [
-        "{%- set state = namespace(expected='user') -%}",
-        "{%- for message in turns -%}",
-        "  {%- if message.role == 'system' -%}{{- raise_exception('a system message is only allowed first') -}}",
-        "  {%- elif message.role != state.expected -%}"
-        "{{- raise_exception('expected a ' + state.expected + ' turn, got ' + message.role) -}}{%- endif -%}",
-        "  {%- set ns = namespace(images=0, text='') -%}",
-        "  {%- if message.content is string -%}",
-        "    {%- set ns.text = message.content -%}",
-        f"    {{%- set ns.images = (message.content.split({image}) | length) - 1 -%}}",
-        "  {%- elif message.content is not none -%}",
-        "    {%- set ns.images = message.content | selectattr('type', 'in', ['image', 'image_url']) | list "
-        "| length -%}",
-        "    {%- set ns.text = message.content | selectattr('type', 'equalto', 'text') | map(attribute='text') "
-        "| join('\\n') -%}",
-        f"    {{%- set ns.images = ns.images + (ns.text.split({image}) | length) - 1 -%}}",
-        "  {%- endif -%}",
-        f"  {{%- if ns.images > 0 -%}}{{%- set ns.text = ns.text | replace({image}, '') | trim -%}}{{%- endif -%}}",
-        "  {%- if message.role == 'user' -%}",
-        f"    {{{{- {_literal(t.user_header)} + {user_body} + {_literal(t.user_end)} -}}}}",
-        "    {%- set state.expected = 'assistant' -%}",
-        "  {%- else -%}",
-        "    {%- if ns.images > 0 -%}{{- raise_exception('assistant turns cannot contain images') -}}{%- endif -%}",
-        f"    {{{{- {_literal(t.assistant_header)} + ns.text + {_literal(t.assistant_end)} + "
-        f"{_literal(t.after_assistant)} -}}}}",
-        "    {%- set state.expected = 'user' -%}",
-        "  {%- endif -%}",
+        "{#- generated by inf_llava.processing.jinja_template from the " + template.name + " template -#}",
+        "{%- set PH = " + L(image_placeholder) + " -%}",
+        "{%- set ns = namespace(system=" + L(template.system) + ", expected='user', body='') -%}",
+        "{%- for message in messages -%}",
+        "{%- set index = loop.index0 -%}",
+        "{%- set c = namespace(images=0, raw='', text='') -%}",
+        "{%- if message['content'] is string -%}{%- set c.raw = message['content'] -%}",
+        "{%- elif message['content'] is not none -%}",
+        "{%- set parts = namespace(images=0, texts=[]) -%}",
+        "{%- for part in message['content'] -%}",
+        "{%- if part['type'] in ('image', 'image_url') -%}{%- set parts.images = parts.images + 1 -%}",
+        "{%- elif part['type'] == 'text' -%}{%- set parts.texts = parts.texts + [part['text']] -%}",
+        "{%- else -%}{{- raise_exception('message ' ~ index ~ ': unknown content part ' ~ part['type']) -}}",
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        "{%- set c.raw = PH * parts.images + parts.texts | join('\\n') -%}",
+        "{%- endif -%}",
+        "{%- set c.images = c.raw.count(PH) -%}",
+        "{%- set c.text = (c.raw.replace(PH, '') | trim) if c.images else c.raw -%}",
+        "{%- if message['role'] not in ('system', 'user', 'assistant') -%}"
+        "{{- raise_exception('message ' ~ index ~ ': unknown role ' ~ message['role']) -}}",
+        "{%- elif message['role'] == 'system' and index == 0 -%}{%- set ns.system = c.raw -%}",
+        "{%- elif message['role'] == 'system' -%}"
+        "{{- raise_exception('message ' ~ index ~ ': a system message is only allowed first') -}}",
+        "{%- elif message['role'] != ns.expected -%}"
+        "{{- raise_exception('message ' ~ index ~ ': expected a ' ~ ns.expected ~ ' turn, got ' ~ message['role']"
+        " ~ ' (turns must alternate)') -}}",
+        "{%- elif message['role'] == 'user' -%}",
+        "{%- set ns.body = ns.body + "
+        + L(template.user_header)
+        + " + "
+        + user_body
+        + " + "
+        + L(template.user_end)
+        + " -%}",
+        "{%- set ns.expected = 'assistant' -%}",
+        "{%- else -%}",
+        "{%- if c.images -%}"
+        "{{- raise_exception('message ' ~ index ~ ': assistant turns cannot contain images') -}}{%- endif -%}",
+        "{%- set ns.body = ns.body + "
+        + L(template.assistant_header)
+        + " + c.text + "
+        + L(template.assistant_end + template.after_assistant)
+        + " -%}",
+        "{%- set ns.expected = 'user' -%}",
+        "{%- endif -%}",
         "{%- endfor -%}",
         "{%- if add_generation_prompt -%}",
-        "  {%- if state.expected != 'assistant' -%}"
-        "{{- raise_exception('add_generation_prompt needs the conversation to end with a user turn') -}}{%- endif -%}",
-        f"  {{{{- {_literal(generation)} -}}}}",
+        "{%- if ns.expected != 'assistant' -%}"
+        "{{- raise_exception('add_generation_prompt needs the conversation to end with a user turn') -}}"
+        "{%- endif -%}",
+        "{%- set ns.body = ns.body + " + L(generation) + " -%}",
         "{%- endif -%}",
     ]
-    return "\n".join(lines) + "\n"
+    if system is not None:
+        lines.append("{%- set ns.system = " + L(system) + " -%}")
+    prefix = f"{L(before_system)} + ns.system + {L(after_system)}" if uses_system else L(template.prefix)
+    lines.append("{{- " + (L(bos_token) + " + " if bos_token else "") + prefix + " + ns.body -}}")
+    return "\n".join(lines)
 
 
 __all__ = ["jinja_chat_template"]

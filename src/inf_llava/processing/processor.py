@@ -20,7 +20,6 @@ from transformers.image_processing_utils import BatchFeature
 
 from ..geometry import geometry_from_dict
 from .image_processing import InfLlavaImageProcessor, _as_image_list
-from .jinja_template import jinja_chat_template
 from .templates import IMAGE_PLACEHOLDER, TEMPLATES, RenderedPrompt, get_template
 from .tokenization import IGNORE_INDEX, EncodedPrompt, encode_prompt
 
@@ -38,7 +37,7 @@ class InfLlavaProcessor(ProcessorMixin):
         system_prompt: overrides the template's default system message.
         image_placeholder: the text marker of an image in prompts (``<image>``, as in the official code).
         chat_template: ignored; ``chat_template`` is always the named template written out as Jinja (saved as
-            ``chat_template.jinja`` for tools that read only that file).
+            ``chat_template.jinja`` for engines and tools that read only that file).
     """
 
     def __init__(
@@ -64,10 +63,9 @@ class InfLlavaProcessor(ProcessorMixin):
         if image_token is None:
             raise ValueError("InfLlavaProcessor needs image_token (the token whose id fills image slots)")
         self.image_token = image_token
-        # Prompts are rendered by the named template; the saved chat_template.jinja is that template written out
-        # for other tools (a loaded one is regenerated, so it can never disagree with `template`).
-        del chat_template
-        super().__init__(image_processor, tokenizer, chat_template=jinja_chat_template(template, system_prompt))
+        # Prompts are rendered by the named template; `chat_template` (saved as chat_template.jinja) is derived from
+        # it, so a template passed in or loaded is not used (see the property).
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
         grids = self.geometry.get("grids")
         if getattr(image_processor, "grids", None) != grids:
             raise ValueError(
@@ -92,6 +90,37 @@ class InfLlavaProcessor(ProcessorMixin):
         if mode is not None:
             raise ValueError("processor_mode applies only to original llava_llama checkpoints")
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    # ---- Jinja form of the template ------------------------------------------------------------------------------
+    @property
+    def chat_template(self) -> str | None:
+        """The named template as a Jinja chat template, for engines that render prompts with Jinja (vLLM).
+
+        Derived from ``template`` and ``system_prompt`` (never stored on its own, so it cannot drift from them):
+        tokenizing its output without special tokens gives the ids :meth:`encode` gives for
+        :meth:`apply_chat_template`'s text, except that each image is one ``image_token`` for the engine to expand
+        to ``tokens_per_image`` slots (see :mod:`~inf_llava.processing.jinja_template`). A chat template passed in
+        or saved beside the processor (e.g. the LLM tokenizer's own) is ignored, as :meth:`apply_chat_template`
+        ignores it.
+        """
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:  # during __init__
+            return None
+        from .jinja_template import jinja_chat_template
+
+        bos = tokenizer.bos_token_id
+        adds_bos = bos is not None and tokenizer("x", add_special_tokens=True)["input_ids"][:1] == [bos]
+        return jinja_chat_template(
+            get_template(self.template),
+            image_token=self.image_token,
+            bos_token=tokenizer.bos_token if adds_bos else None,
+            system=self.system_prompt,
+            image_placeholder=self.image_placeholder,
+        )
+
+    @chat_template.setter
+    def chat_template(self, value: str | None) -> None:
+        pass  # see the getter: the template is named, a Jinja template given to ProcessorMixin is not used
 
     # ---- geometry ------------------------------------------------------------------------------------------------
     @property

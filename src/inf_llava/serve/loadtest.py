@@ -75,15 +75,19 @@ def run_load_test(
     image_url: str | None = None,
     timeout: float = 120.0,
     warmup: int | None = None,
+    questions: list[str] | None = None,
+    temperature: float | None = None,
 ) -> LoadReport:
     """Send ``requests`` chat completions (each with an image, questions varied) from ``concurrency`` threads,
-    after ``warmup`` unmeasured ones (default: one round of ``concurrency``)."""
+    after ``warmup`` unmeasured ones (default: one round of ``concurrency``). ``temperature`` (default: the
+    server's) goes with every request."""
     import openai
 
     client = openai.OpenAI(base_url=base_url.rstrip("/") + "/v1", api_key=api_key, max_retries=0, timeout=timeout)
     image_url = image_url or test_image_url()
     warmup = concurrency if warmup is None else warmup
-    questions = [f"What is in the image? Answer {i}." for i in range(8)]
+    questions = questions or [f"What is in the image? Answer {i}." for i in range(8)]
+    sampling = {} if temperature is None else {"temperature": temperature}
 
     def one(i: int) -> tuple[float, int, str | None]:
         start = time.perf_counter()
@@ -91,6 +95,7 @@ def run_load_test(
             response = client.chat.completions.create(
                 model=model,
                 max_tokens=max_tokens,
+                **sampling,
                 messages=[
                     {
                         "role": "user",
