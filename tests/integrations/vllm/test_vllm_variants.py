@@ -109,8 +109,14 @@ def low_res_only_variant(tokenizer):
     return small_config(tokenizer, lm_width=128, lm_heads=4, perspectives="none"), "llama3"
 
 
+def dynamic_grid_variant(tokenizer):
+    """Dynamic DCM grids (per-image grid from the aspect ratio, up to 6 tiles): mixed grids in one batch."""
+    return small_config(tokenizer, lm_width=128, lm_heads=4, grid="dynamic", max_views=6), "llama3"
+
+
 VARIANTS = {
     "official_converted": None,
+    "dynamic_grids": dynamic_grid_variant,
     "llama_all_options": llama_variant,
     "qwen2_siglip_local": qwen2_variant,
     "both_added_no_dem": ablation_variant,
@@ -136,9 +142,9 @@ def variant(request, tmp_path_factory):
 
 def our_logprobs(model, processor, ids, images) -> list[float]:
     """log p(token t | tokens < t) for t >= 1, with the image token's logit removed (as both engines decode)."""
-    pixel_values = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    image_inputs = processor.image_processor(images, return_tensors="pt")  # + image_grids for dynamic grids
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values).logits[0].float()
+        logits = model(input_ids=torch.tensor([ids]), **image_inputs).logits[0].float()
     logits[:, processor.image_token_id] = -math.inf
     logprobs = torch.log_softmax(logits, -1)
     return [logprobs[t - 1, ids[t]].item() for t in range(1, len(ids))]
@@ -149,7 +155,7 @@ def test_prompt_ids_logprobs_and_greedy_answers_equal_ours(variant, count):
     from vllm import SamplingParams
 
     name, model, processor, llm = variant
-    images = [picture(i) for i in range(count)]
+    images = [picture(i, size=((90, 60), (40, 100))[i]) for i in range(count)]  # a wide image, then a tall one
     text = "What is in the picture?"
     messages = [{"role": "user", "content": [*map(image_part, images), {"type": "text", "text": text}]}]
     ours_messages = [
@@ -162,6 +168,9 @@ def test_prompt_ids_logprobs_and_greedy_answers_equal_ours(variant, count):
     assert ids.count(processor.image_token_id) == count * model.config.geometry.tokens_per_image
     if name == "official_converted":  # the released layout: the double BOS and (336 / 14) ** 2 slots per image
         assert ids[:2] == [128000, 128000] and ids.count(128002) == 576 * count
+    if name == "dynamic_grids":  # each image got the grid of its own aspect ratio: here (2, 3) wide, (3, 2) tall
+        grids = processor.image_processor(images, return_tensors="pt")["image_grids"].tolist()
+        assert grids == [[2, 3], [3, 2]][:count], grids
     theirs = [entry[token].logprob for entry, token in zip(output.prompt_logprobs[1:], ids[1:])]
     expected = our_logprobs(model, processor, ids, images)
     image_id = processor.image_token_id

@@ -33,6 +33,7 @@ from vllm.sequence import IntermediateTensors
 
 from ...configuration import InfLlavaConfig
 from ...modeling.image_encoder import InfLlavaImageEncoder
+from ...processing.image_processing import pad_tiles
 from ...processing.templates import IMAGE_PLACEHOLDER
 from .processing import InfLlavaDummyInputsBuilder, InfLlavaMultiModalProcessor, InfLlavaProcessingInfo
 from .support import language_model_architecture
@@ -78,15 +79,22 @@ class InfLlavaForConditionalGeneration(nn.Module, SupportsMultiModal):
 
     # ---- images ----------------------------------------------------------------------------------------------------
     def embed_multimodal(self, **kwargs: object) -> MultiModalEmbeddings:
-        """``pixel_values`` of the images in this batch -> one ``(tokens_per_image, hidden)`` tensor per image."""
+        """``pixel_values`` of the images in this batch (and, for dynamic grids, ``image_grids``) -> one
+        ``(tokens_per_image, hidden)`` tensor per image."""
         pixel_values = kwargs.pop("pixel_values", None)
+        image_grids = kwargs.pop("image_grids", None)
         if pixel_values is None:
             return []
-        if isinstance(pixel_values, (list, tuple)):
+        if image_grids is not None:  # dynamic grids: (K_i, 3, S, S) tiles per image, K_i from separate requests
+            if isinstance(image_grids, (list, tuple)):
+                image_grids = torch.stack([torch.as_tensor(g) for g in image_grids])
+            if isinstance(pixel_values, (list, tuple)):
+                pixel_values = pad_tiles(list(pixel_values))
+        elif isinstance(pixel_values, (list, tuple)):
             pixel_values = torch.stack(list(pixel_values))
         encoder = self.image_encoder
         weight = next(encoder.parameters())
-        return encoder(pixel_values.to(weight.device, weight.dtype))
+        return encoder(pixel_values.to(weight.device, weight.dtype), image_grids=image_grids)
 
     # ---- language model --------------------------------------------------------------------------------------------
     def forward(

@@ -46,7 +46,13 @@ class InfLlavaProcessingInfo(BaseProcessingInfo):
         return {"image": self.get_num_image_tokens()}
 
     def get_image_size_with_most_features(self) -> ImageSize:
-        height, width = self.get_hf_config().geometry.high_res_size
+        """The image that costs the encoder most (vLLM profiles memory with it): the high-resolution size, or for
+        dynamic grids the canvas of the candidate grid with the most tiles (the token count is the same for all)."""
+        geometry = self.get_hf_config().geometry
+        if geometry.is_dynamic:
+            grid_h, grid_w = max(geometry.grids, key=lambda grid: (grid[0] * grid[1], grid))
+            return ImageSize(width=grid_w * geometry.view_size, height=grid_h * geometry.view_size)
+        height, width = geometry.high_res_size
         return ImageSize(width=width, height=height)
 
 
@@ -69,7 +75,10 @@ class InfLlavaMultiModalProcessor(BaseMultiModalProcessor[InfLlavaProcessingInfo
     def _get_mm_fields_config(
         self, hf_inputs: BatchFeature, hf_processor_mm_kwargs: Mapping[str, object]
     ) -> Mapping[str, MultiModalFieldConfig]:
-        return {"pixel_values": MultiModalFieldConfig.batched("image")}
+        fields = {"pixel_values": MultiModalFieldConfig.batched("image")}
+        if "image_grids" in hf_inputs:  # dynamic grids: each image's (n_h, n_w), and its tiles in pixel_values
+            fields["image_grids"] = MultiModalFieldConfig.batched("image")
+        return fields
 
     def _get_prompt_updates(
         self,
