@@ -26,7 +26,7 @@ DS_SITE := .deepspeed-site
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-all test-deepspeed test-vllm bench-serve lint format demo ablation bench clean browser \
+.PHONY: setup test test-slow test-all test-deepspeed test-vllm bench-serve lint format demo ablation aspect bench clean browser \
 	screenshot loadtest
 
 setup: $(VENV)/.installed
@@ -121,6 +121,12 @@ demo: setup
 # INF-LLaVA run as the demo model (src/inf_llava/assets). Rerunning skips finished runs (runs/ablation/results.json).
 ablation: setup
 	$(VENV)/bin/inf-llava ablation --work-dir runs/ablation --docs docs --ship
+
+# Fixed 3x3 vs dynamic DCM grids on wide/tall synthetic scenes (issue 17): 2 arms x 5 seeds, two runs at a time
+# (about 7 minutes each on one core), rewrites the comparison in docs/dynamic-grids.md and its figures; finished runs
+# are kept in docs/dynamic-grids.json, so rerunning resumes (the work directory runs/aspect may be deleted).
+aspect: setup
+	$(VENV)/bin/inf-llava aspect --work-dir runs/aspect --results docs/dynamic-grids.json --docs docs
 
 # Side-by-side benchmarks (encoder vs the official computation, prefill vs LLaVA-NeXT, decoding vs HF Llava);
 # rewrites docs/performance.md, docs/performance.json and docs/img/performance.png. BENCH_LAYERS=24 is CLIP-L.

@@ -1,0 +1,323 @@
+"""Fixed 3x3 vs dynamic DCM grids on the wide-and-tall synthetic task (``make aspect``, issue 17 item 2).
+
+Two arms that differ only in ``grid``: ``fixed`` (the official 3x3) and ``dynamic`` (``grid="dynamic"``,
+``max_views=9``: the same budget of sub-images and the same visual-token count). Same data, steps, batch, learning rate
+and seeds; seed ``s`` of both arms starts from the same weights (the DEM's parameters do not depend on the grid). Each
+run trains the whole small model (tower included) like the demo model (:mod:`inf_llava.synthetic.recipe`), then
+answers every test question greedily; results keep the per-question 0/1 vector, so the report pairs the two arms by
+seed and question (:mod:`inf_llava.eval.significance`).
+
+Results accumulate in a committed JSON file (``docs/dynamic-grids.json`` by default): rerunning skips the finished
+(arm, seed) runs, across sessions too (the work directory with data and checkpoints can be deleted at any time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..jsonl import atomic_write_text
+
+ARMS: dict[str, dict[str, Any]] = {
+    "fixed": {"grid": 3},
+    "dynamic": {"grid": "dynamic", "max_views": 9},
+}
+LABELS = {"fixed": "fixed 3x3 (official)", "dynamic": "dynamic grid (max_views=9)"}
+
+
+@dataclass(frozen=True)
+class AspectRecipe:
+    view_size: int = 24
+    patch_size: int = 4
+    vision_width: int = 64
+    vision_layers: int = 3
+    vision_heads: int = 4
+    lm_width: int = 128
+    lm_layers: int = 3
+    lm_heads: int = 4
+    train_images: int = 3000
+    validation_images: int = 300
+    test_images: int = 1800
+    questions_per_image: int = 4
+    data_seed: int = 0
+    pretrain_steps: int = 500  # stage 1: image side on the scene attributes (encoder_pretraining)
+    pretrain_batch_size: int = 32
+    pretrain_lr: float = 2e-3
+    steps: int = 500  # stage 2: DEM + projector + LLM on the questions, tower frozen
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_ratio: float = 0.05
+    template: str = "llama3"
+
+
+def model_config(recipe: AspectRecipe, tokenizer, arm: str):
+    from ..presets import small_config
+
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    return small_config(
+        tokenizer,
+        view_size=recipe.view_size,
+        patch_size=recipe.patch_size,
+        vision_width=recipe.vision_width,
+        vision_intermediate=4 * recipe.vision_width,
+        vision_layers=recipe.vision_layers,
+        vision_heads=recipe.vision_heads,
+        lm_width=recipe.lm_width,
+        lm_intermediate=int(8 / 3 * recipe.lm_width) // 8 * 8,
+        lm_layers=recipe.lm_layers,
+        lm_heads=recipe.lm_heads,
+        lm_kv_heads=recipe.lm_heads,
+        max_positions=1024,
+        vision_feature_norm=True,
+        **ARMS[arm],
+    )
+
+
+def build_model(recipe: AspectRecipe, arm: str, seed: int):
+    """A seeded model of ``arm`` and its processor; both arms get the same initial weights for the same seed."""
+    import torch
+
+    from ..modeling.cropping import local_crops
+    from ..modeling.inf_llava import InfLlavaForConditionalGeneration
+    from ..presets import processor_for
+    from .recipe import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = model_config(recipe, tokenizer, arm)
+    torch.manual_seed(seed)
+    model = InfLlavaForConditionalGeneration(config)
+    # Start image tokens at the norm of the text embeddings (see recipe._match_embedding_scale), measured on the same
+    # random 3x3 canvases in both arms (a dynamic model given a 3x3 grid computes what the fixed model computes).
+    side = 3 * recipe.view_size
+    generator = torch.Generator().manual_seed(0)
+    canvases = torch.randn(4, 3, side, side, generator=generator)
+    with torch.no_grad():
+        if config.geometry.is_dynamic:
+            tiles = torch.stack([local_crops(c, (3, 3)) for c in canvases])
+            features = model.get_image_features(tiles, torch.tensor([[3, 3]] * 4))
+        else:
+            features = model.get_image_features(canvases)
+        scale = (model.get_input_embeddings().weight.norm(dim=-1).mean() / features.norm(dim=-1).mean()).item()
+        last = model.image_encoder.projector[-1]
+        last.weight.mul_(scale)
+        last.bias.mul_(scale)
+    stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|eot_id|>", "<|end_of_text|>")]
+    model.generation_config.eos_token_id = stops
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, processor_for(config, tokenizer, template=recipe.template)
+
+
+def prepare_data(recipe: AspectRecipe, directory: Path) -> dict[str, Path]:
+    """The three splits, generated once per data setting (reused when ``directory`` holds the same)."""
+    import shutil
+
+    from .aspect import generate_split
+
+    stamp = {
+        "task": "aspect-v1",
+        "seed": recipe.data_seed,
+        "train": recipe.train_images,
+        "validation": recipe.validation_images,
+        "test": recipe.test_images,
+        "questions_per_image": recipe.questions_per_image,
+    }
+    paths = {split: directory / f"{split}.json" for split in ("train", "validation", "test")}
+    stamp_file = directory / "data.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp and all(p.exists() for p in paths.values()):
+        return paths
+    if directory.exists():
+        shutil.rmtree(directory)
+    counts = {"train": recipe.train_images, "validation": recipe.validation_images, "test": recipe.test_images}
+    for split, count in counts.items():
+        qpi = recipe.questions_per_image if split == "train" else 1
+        generate_split(directory, split, count, seed=recipe.data_seed, questions_per_image=qpi)
+    atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
+    return paths
+
+
+def pretrain_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], init_dir: Path) -> list:
+    """Stage 1: a seeded model whose image side is trained on the scene attributes, saved to ``init_dir``;
+    returns its loss curve (also saved there as ``pretrain_curve.json``)."""
+    import torch
+
+    from ..images import load_image
+    from ..training.assemble import save_model
+    from .encoder_pretraining import preprocess_all, pretrain_image_side, scene_labels
+
+    curve_file = init_dir / "pretrain_curve.json"
+    if (init_dir / "config.json").exists() and curve_file.exists():
+        return json.loads(curve_file.read_text())
+    model, processor = build_model(recipe, arm, seed)
+    records = json.loads(data["train"].read_text())
+    images = [load_image(data["train"].parent / r["image"]) for r in records]
+    inputs = preprocess_all(processor, images)
+    labels = torch.tensor([scene_labels(r["scene"]) for r in records])
+    curve = pretrain_image_side(
+        model,
+        inputs,
+        labels,
+        steps=recipe.pretrain_steps,
+        batch_size=recipe.pretrain_batch_size,
+        lr=recipe.pretrain_lr,
+        seed=seed,
+        warmup_ratio=recipe.warmup_ratio,
+    )
+    save_model(model, processor, init_dir, overwrite=True)
+    atomic_write_text(curve_file, json.dumps(curve) + "\n")
+    return curve
+
+
+def train_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], run_dir: Path, progress: bool):
+    """Both stages of one (arm, seed); returns (model dir, stage-1 curve). Resumes an interrupted stage 2."""
+    from ..training import TrainConfig, train
+
+    init_dir, out_dir = run_dir / "init", run_dir / "model"
+    pretrain_curve = pretrain_run(recipe, arm, seed, data, init_dir)
+    if (out_dir / "config.json").exists() and (out_dir / "train_config.yaml").exists():
+        return out_dir, pretrain_curve
+    config = TrainConfig(
+        stage="finetune",
+        model=str(init_dir),
+        data=str(data["train"]),
+        image_folder=str(data["train"].parent),
+        output=str(out_dir),
+        template=recipe.template,
+        max_steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        warmup_ratio=recipe.warmup_ratio,
+        seed=seed,
+        unfreeze_vision_tower=False,
+        save_steps=max(1, recipe.steps // 4),
+        save_total_limit=1,
+        resume_from="latest" if out_dir.exists() else None,
+        logging_steps=10,
+        num_workers=0,
+        progress=progress,
+    )
+    train(config)
+    return out_dir, pretrain_curve
+
+
+def answer_split(model_dir: Path, split_json: Path, batch_size: int = 32) -> dict[str, Any]:
+    """Greedy answers to every question of a split: per-question correctness (a ``"0101..."`` string in file
+    order), kinds and orientations (for slicing), and accuracy."""
+    from ..inference import InfLlavaEngine
+    from .evaluate import load_questions, normalize, predict
+
+    engine = InfLlavaEngine.from_pretrained(model_dir, dtype="fp32", device="cpu")
+    questions = load_questions(split_json)
+    answers = predict(engine, questions, batch_size=batch_size)
+    correct = "".join("1" if normalize(a) == normalize(q.answer) else "0" for q, a in zip(questions, answers))
+    return {"accuracy": correct.count("1") / len(correct), "n": len(correct), "correct": correct}
+
+
+def learning_curve(model_dir: Path, every: int = 50) -> list[list[float]]:
+    """``[[step, loss], ...]`` from the run's ``metrics.jsonl``, averaged over windows of ``every`` steps."""
+    from ..training.metrics import METRICS_FILE
+
+    rows = [json.loads(line) for line in (model_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r and "step" in r]
+    curve, window = [], []
+    for row in rows:
+        window.append(row["loss"])
+        if row["step"] % every == 0 or row is rows[-1]:
+            curve.append([row["step"], sum(window) / len(window)])
+            window = []
+    return curve
+
+
+def run_one(recipe: AspectRecipe, arm: str, seed: int, work_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """Train and evaluate one (arm, seed) (resumes an interrupted training run)."""
+    data = prepare_data(recipe, work_dir / "data")
+    start = time.perf_counter()
+    model_dir, pretrain_curve = train_run(recipe, arm, seed, data, work_dir / arm / f"seed{seed}", progress)
+    trained = time.perf_counter()
+    result = {
+        "arm": arm,
+        "seed": seed,
+        "validation": answer_split(model_dir, data["validation"]),
+        "test": answer_split(model_dir, data["test"]),
+        "pretrain_curve": pretrain_curve,
+        "curve": learning_curve(model_dir),
+        "train_seconds": round(trained - start, 1),
+        "eval_seconds": round(time.perf_counter() - trained, 1),
+    }
+    return result
+
+
+def _worker(job: tuple[dict, str, int, str]) -> dict[str, Any]:
+    recipe_dict, arm, seed, work_dir = job
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("INF_LLAVA_ASPECT_THREADS", "1")))
+    return run_one(AspectRecipe(**recipe_dict), arm, seed, Path(work_dir))
+
+
+def load_results(path: Path, recipe: AspectRecipe) -> dict[str, Any]:
+    """The results file for ``recipe`` (a different recipe starts a fresh file: runs of different recipes are never
+    mixed)."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if results.get("recipe") != asdict(recipe):
+        results = {"recipe": asdict(recipe), "runs": {}}
+    return results
+
+
+def run_experiment(
+    recipe: AspectRecipe,
+    work_dir: str | Path,
+    results_path: str | Path,
+    arms=tuple(ARMS),
+    seeds=(0, 1, 2, 3, 4),
+    jobs: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every (arm, seed) not yet in ``results_path``, ``jobs`` at a time (one thread each); the file is rewritten
+    after each finished run, so an interrupted experiment resumes where it stopped."""
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    work_dir, results_path = Path(work_dir), Path(results_path)
+    results = load_results(results_path, recipe)
+    data = prepare_data(recipe, work_dir / "data")  # once, before the workers start
+    if "test_questions" not in results:
+        records = json.loads(data["test"].read_text())
+        results["test_questions"] = [
+            {"id": r["id"], "kind": r["kind"], "orientation": r["orientation"]} for r in records
+        ]
+    if "machine" not in results:
+        from ..bench.timing import machine_description
+
+        info = machine_description()
+        results["machine"] = f"{info.get('cpu', 'unknown CPU')} ({info['cpu_matrix_isa']}), {os.cpu_count()} cores"
+    todo = [(asdict(recipe), arm, seed, str(work_dir)) for seed in seeds for arm in arms]
+    todo = [job for job in todo if f"{job[1]}/seed{job[2]}" not in results["runs"]]
+    bar = tqdm(total=len(todo), desc="aspect runs", unit="run", disable=not progress)
+
+    def record(result: dict[str, Any]) -> None:
+        key = f"{result['arm']}/seed{result['seed']}"
+        results["runs"][key] = result
+        atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
+        bar.update(1)
+        bar.write(f"{key}: test {result['test']['accuracy']:.3f} (train {result['train_seconds']:.0f} s)")
+
+    if jobs <= 1:  # in this process
+        for _, arm, seed, _ in todo:
+            record(run_one(recipe, arm, seed, work_dir))
+    elif todo:
+        context = mp.get_context("spawn")
+        with context.Pool(processes=min(jobs, len(todo)), maxtasksperchild=1) as pool:
+            for result in pool.imap_unordered(_worker, todo):
+                record(result)
+    bar.close()
+    return results
+
+
+def with_overrides(recipe: AspectRecipe, **overrides: Any) -> AspectRecipe:
+    return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
