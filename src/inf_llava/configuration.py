@@ -47,6 +47,7 @@ FEATURE_SELECT = ("patch",)
 PERSPECTIVES = ("both", "local", "global", "none")
 PERSPECTIVE_FUSION = ("dem", "add")
 DEM_ATTENTION = ("sdpa", "eager")
+DEM_DIRECTIONS = ("both", "global", "local")
 
 
 class InfLlavaConfig(PreTrainedConfig):
@@ -85,6 +86,12 @@ class InfLlavaConfig(PreTrainedConfig):
             tiles only, ``"global"`` strided views only, or ``"none"`` (the low-resolution view alone, LLaVA-1.5
             style). The paper's Table 6 ablations.
         perspective_fusion: with both perspectives, ``"dem"`` (INF-LLaVA) or ``"add"`` (element-wise sum, no DEM).
+            With one perspective and ``single_perspective_dem`` off, its map is average pooled (no DEM).
+        single_perspective_dem: with ``perspectives="local"`` or ``"global"``, run the DEM on that perspective alone
+            (its features fill both DEM inputs): the paper's Table 6 rows "w/ DCM local" and "w/ DCM global", which
+            still use the DEM. Off by default (the earlier single-perspective variants pool without a DEM).
+        dem_directions: ``"both"`` (INF-LLaVA) or one DEM enhancement direction only: ``"global"`` (global features
+            query the local ones, the paper's "DEM w/ global") or ``"local"`` ("DEM w/ local"); Table 4.
         image_token_id: vocabulary id whose slots receive image features.
         tie_word_embeddings: tie ``lm_head`` to the input embeddings.
     """
@@ -120,6 +127,8 @@ class InfLlavaConfig(PreTrainedConfig):
     projector_type: str = "mlp2x_gelu"
     perspectives: str = "both"
     perspective_fusion: str = "dem"
+    single_perspective_dem: bool = False
+    dem_directions: str = "both"
     image_token_id: int | None = None
     tie_word_embeddings: bool = False
 
@@ -153,6 +162,13 @@ class InfLlavaConfig(PreTrainedConfig):
         _check_choice("dem_attn_implementation", self.dem_attn_implementation, DEM_ATTENTION)
         _check_choice("perspectives", self.perspectives, PERSPECTIVES)
         _check_choice("perspective_fusion", self.perspective_fusion, PERSPECTIVE_FUSION)
+        _check_choice("dem_directions", self.dem_directions, DEM_DIRECTIONS)
+        if self.single_perspective_dem and self.perspectives not in ("local", "global"):
+            raise ValueError(
+                f"single_perspective_dem applies only with perspectives 'local' or 'global', got {self.perspectives!r}"
+            )
+        if self.dem_directions != "both" and not self.uses_dem:
+            raise ValueError(f"dem_directions={self.dem_directions!r} needs a DEM, and this configuration has none")
         if self.perspectives == "none" and not self.use_low_res_view:
             raise ValueError("perspectives='none' keeps only the low-resolution view; use_low_res_view must be True")
         if not PROJECTOR_TYPE.match(str(self.projector_type)):
@@ -169,6 +185,14 @@ class InfLlavaConfig(PreTrainedConfig):
     def geometry(self) -> Geometry | DynamicGeometry:
         """A :class:`Geometry` for a fixed grid, a :class:`DynamicGeometry` for ``grid="dynamic"``."""
         return geometry_from_config(self)
+
+    @property
+    def uses_dem(self) -> bool:
+        """Whether the image encoder has a DEM: both perspectives fused by it, or one perspective with
+        ``single_perspective_dem``."""
+        if self.perspectives == "both":
+            return self.perspective_fusion == "dem"
+        return self.perspectives in ("local", "global") and self.single_perspective_dem
 
     @property
     def is_dynamic(self) -> bool:

@@ -12,6 +12,9 @@ The official computation (spec section 5.5), generalised to any width, heads and
 3. Branch B ("local as query"): strided phases of ``CM`` attend to the matching strided view. Outputs interleaved
    back: ``C'`` (crop-mosaic layout). One attention module (shared weights) serves both branches.
 4. ``fuse = LayerNorm(concat(ffn_local(C'), ffn_global(S')) + S' + C')``, each FFN ``D -> D/r -> D/2``.
+   With one direction only (``directions="global"``: branch A, the paper's "DEM w/ global"; ``"local"``: branch B,
+   "DEM w/ local"; Table 4), the other branch is not computed and the computed one's output stands in for it in
+   this step (``C' := S'`` or ``S' := C'``): the same parameters and the same fusion, one attention direction less.
 5. Back to ``(p, p)``: bilinear resize (official; for an odd grid an exact pick of the centre token of every
    ``n_h x n_w`` block) or average pooling.
 
@@ -88,13 +91,16 @@ def _ffn(dim: int, ratio: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, dim // ratio), nn.GELU(), nn.Linear(dim // ratio, dim // 2))
 
 
+DIRECTIONS = ("both", "global", "local")  # which enhancement directions run (paper Table 4)
+
+
 @dataclass
 class EnhancementAttentions:
     """Attention weights of a full-shape DEM pass, each ``(B, K, heads, T, T)``: query window/phase ``k`` of the
-    global-as-query branch (A) and of the local-as-query branch (B)."""
+    global-as-query branch (A) and of the local-as-query branch (B); None for a direction the DEM does not run."""
 
-    global_query: torch.Tensor
-    local_query: torch.Tensor
+    global_query: torch.Tensor | None
+    local_query: torch.Tensor | None
 
 
 class DualPerspectiveEnhancement(nn.Module):
@@ -108,6 +114,8 @@ class DualPerspectiveEnhancement(nn.Module):
         pooling: ``"bilinear"`` (official) or ``"avg"``.
         eps: LayerNorm epsilon.
         attn_implementation: ``"sdpa"`` or ``"eager"`` (official op order).
+        directions: ``"both"`` (official), or one enhancement direction only: ``"global"`` (global-perspective
+            enhancement, global features query the local ones) or ``"local"`` (local features query the global ones).
     """
 
     def __init__(
@@ -119,14 +127,18 @@ class DualPerspectiveEnhancement(nn.Module):
         pooling: str = "bilinear",
         eps: float = 1e-5,
         attn_implementation: str = "sdpa",
+        directions: str = "both",
     ):
         super().__init__()
+        if directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {', '.join(map(repr, DIRECTIONS))}, got {directions!r}")
         if dim % 2:
             raise ValueError(f"DEM width must be even (each branch keeps half), got {dim}")
         if pooling not in ("bilinear", "avg"):
             raise ValueError(f"pooling must be 'bilinear' or 'avg', got {pooling!r}")
         self.grid = None if grid is None else normalize_grid(grid)
         self.pooling = pooling
+        self.directions = directions
         self.attention = WindowCrossAttention(dim, num_heads, eps, attn_implementation)
         self.ffn_local = _ffn(dim, ffn_ratio)  # official `ffn_crop`, applied to C' (local-as-query outputs)
         self.ffn_global = _ffn(dim, ffn_ratio)  # official `ffn_stride`, applied to S' (global-as-query outputs)
@@ -216,7 +228,10 @@ class DualPerspectiveEnhancement(nn.Module):
         B, K, T, D, p = self._check(local_feats, global_feats, grid)
         _, (wa, wb) = self._full_map(local_feats, global_feats, p, return_weights=True, grid=grid)
         heads = self.attention.num_heads
-        return EnhancementAttentions(global_query=wa.view(B, K, heads, T, T), local_query=wb.view(B, K, heads, T, T))
+        shape = (B, K, heads, T, T)
+        return EnhancementAttentions(
+            global_query=None if wa is None else wa.view(shape), local_query=None if wb is None else wb.view(shape)
+        )
 
     # ---- internals ---------------------------------------------------------------------------------------------
     def _check(self, local_feats: torch.Tensor, global_feats: torch.Tensor, grid: tuple[int, int]):
@@ -234,7 +249,20 @@ class DualPerspectiveEnhancement(nn.Module):
             raise ValueError(f"DEM expects a square token grid per view, got {T} tokens")
         return B, K, T, D, p
 
-    def _fuse(self, c_prime: torch.Tensor, s_prime: torch.Tensor) -> torch.Tensor:
+    @property
+    def runs_global(self) -> bool:
+        """Branch A (global as query) runs."""
+        return self.directions in ("both", "global")
+
+    @property
+    def runs_local(self) -> bool:
+        """Branch B (local as query) runs."""
+        return self.directions in ("both", "local")
+
+    def _fuse(self, c_prime: torch.Tensor | None, s_prime: torch.Tensor | None) -> torch.Tensor:
+        # One direction only: its output stands in for the missing one.
+        c_prime = s_prime if c_prime is None else c_prime
+        s_prime = c_prime if s_prime is None else s_prime
         # (concat + S') + C', left to right, as the official code adds them.
         cat = torch.cat([self.ffn_local(c_prime), self.ffn_global(s_prime)], dim=-1)
         return self.norm(cat + s_prime + c_prime)
@@ -244,14 +272,17 @@ class DualPerspectiveEnhancement(nn.Module):
         grid = self._grid(grid)
         local_map = merge_local(local_feats.view(B, K, p, p, D), grid, channels_last=True)  # CM (B, n_h p, n_w p, D)
         global_map = merge_global(global_feats.view(B, K, p, p, D), grid, channels_last=True)  # SM
-        # Branch A: contiguous windows of SM query the local tile in the same window (= CM window k).
-        q_a = local_crops(global_map, grid, channels_last=True).reshape(B * K, T, D)
-        out_a, w_a = self.attention(q_a, local_feats.reshape(B * K, T, D), return_weights=return_weights)
-        s_prime = merge_local(out_a.view(B, K, p, p, D), grid, channels_last=True)
-        # Branch B: strided phases of CM query the strided view of the same phase (= SM phase k).
-        q_b = global_crops(local_map, grid, channels_last=True).reshape(B * K, T, D)
-        out_b, w_b = self.attention(q_b, global_feats.reshape(B * K, T, D), return_weights=return_weights)
-        c_prime = merge_global(out_b.view(B, K, p, p, D), grid, channels_last=True)
+        s_prime = c_prime = w_a = w_b = None
+        if self.runs_global:
+            # Branch A: contiguous windows of SM query the local tile in the same window (= CM window k).
+            q_a = local_crops(global_map, grid, channels_last=True).reshape(B * K, T, D)
+            out_a, w_a = self.attention(q_a, local_feats.reshape(B * K, T, D), return_weights=return_weights)
+            s_prime = merge_local(out_a.view(B, K, p, p, D), grid, channels_last=True)
+        if self.runs_local:
+            # Branch B: strided phases of CM query the strided view of the same phase (= SM phase k).
+            q_b = global_crops(local_map, grid, channels_last=True).reshape(B * K, T, D)
+            out_b, w_b = self.attention(q_b, global_feats.reshape(B * K, T, D), return_weights=return_weights)
+            c_prime = merge_global(out_b.view(B, K, p, p, D), grid, channels_last=True)
         return self._fuse(c_prime, s_prime), (w_a, w_b)  # (B, n_h p, n_w p, D)
 
     def _pool(self, fuse: torch.Tensor, p: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -269,13 +300,17 @@ class DualPerspectiveEnhancement(nn.Module):
         c_h, c_w = (n_h - 1) // 2, (n_w - 1) // 2
         m_h, m_w = p // n_h, p // n_w
         local_views = local_feats.view(B, K, p, p, D)  # centre: (B, p, p, D), the strided view at the centre phase
-        # S' at the picked positions: centre-view tokens, grouped by the window they fall in, query that window's
-        # local tile.
-        q_a = local_crops(centre, grid, channels_last=True).reshape(B * K, m_h * m_w, D)
-        out_a, _ = self.attention(q_a, local_feats.reshape(B * K, T, D))
-        s_prime = merge_local(out_a.view(B, K, m_h, m_w, D), grid, channels_last=True)  # (B, p, p, D)
-        # C' at the picked positions: the centre phase of CM (every tile's tokens at offsets c, c+n, ...) queries
-        # the centre strided view.
-        q_b = merge_local(local_views[:, :, c_h::n_h, c_w::n_w], grid, channels_last=True).reshape(B, T, D)
-        out_b, _ = self.attention(q_b, centre.reshape(B, T, D))
-        return self._fuse(out_b.view(B, p, p, D), s_prime)  # (B, p, p, D)
+        s_prime = c_prime = None
+        if self.runs_global:
+            # S' at the picked positions: centre-view tokens, grouped by the window they fall in, query that window's
+            # local tile.
+            q_a = local_crops(centre, grid, channels_last=True).reshape(B * K, m_h * m_w, D)
+            out_a, _ = self.attention(q_a, local_feats.reshape(B * K, T, D))
+            s_prime = merge_local(out_a.view(B, K, m_h, m_w, D), grid, channels_last=True)  # (B, p, p, D)
+        if self.runs_local:
+            # C' at the picked positions: the centre phase of CM (every tile's tokens at offsets c, c+n, ...) queries
+            # the centre strided view.
+            q_b = merge_local(local_views[:, :, c_h::n_h, c_w::n_w], grid, channels_last=True).reshape(B, T, D)
+            out_b, _ = self.attention(q_b, centre.reshape(B, T, D))
+            c_prime = out_b.view(B, p, p, D)
+        return self._fuse(c_prime, s_prime)  # (B, p, p, D)

@@ -25,7 +25,9 @@ token for token with the DEM output pooled from ``(n_h p, n_w p)`` to ``(p, p)``
 
 Ablation variants (paper Table 6, ``config.perspectives`` / ``config.perspective_fusion``): the low-resolution view
 alone (LLaVA-1.5 style), local tiles only, strided views only, or both added element-wise instead of the DEM. Without
-the DEM, the ``(n_h p, n_w p)`` map returns to ``(p, p)`` by average pooling (the paper's ``F_pool``).
+the DEM, the ``(n_h p, n_w p)`` map returns to ``(p, p)`` by average pooling (the paper's ``F_pool``). With
+``config.single_perspective_dem`` one perspective goes through the DEM alone (its features in both DEM inputs; Table 6
+rows "w/ DCM local/global"), and ``config.dem_directions`` keeps one DEM direction only (Table 4).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class InfLlavaImageEncoder(nn.Module):
         self.low_res_fusion = config.low_res_fusion
         self.perspectives = config.perspectives
         self.perspective_fusion = config.perspective_fusion
+        self._uses_dem = config.uses_dem
         width = config.vision_config.hidden_size
         self.vision_tower = build_vision_tower(config.vision_config, config.num_tower_layers)
         self.feature_norm = nn.LayerNorm(width) if config.vision_feature_norm else None
@@ -85,6 +88,7 @@ class InfLlavaImageEncoder(nn.Module):
                 pooling=config.dem_pooling,
                 eps=config.dem_layer_norm_eps,
                 attn_implementation=config.dem_attn_implementation,
+                directions=config.dem_directions,
             )
         self.projector = build_projector(config.projector_type, width, config.text_config.hidden_size)
         use_packed_linears(self)  # CPU bf16 inference: pre-packed weights where verified to give the same bits
@@ -93,7 +97,7 @@ class InfLlavaImageEncoder(nn.Module):
 
     @property
     def uses_dem(self) -> bool:
-        return self.perspectives == "both" and self.perspective_fusion == "dem"
+        return self._uses_dem
 
     @property
     def is_dynamic(self) -> bool:
@@ -107,7 +111,11 @@ class InfLlavaImageEncoder(nn.Module):
 
     def centre_only_for(self, geometry: Geometry) -> bool:
         """:attr:`centre_only` for one grid's geometry."""
-        return self.dem is not None and self.dem.centre_only_applies(geometry.patches_per_side, geometry.grid)
+        return (
+            self.dem is not None
+            and self.perspectives == "both"
+            and self.dem.centre_only_applies(geometry.patches_per_side, geometry.grid)
+        )
 
     def _fixed(self, what: str) -> Geometry:
         if self.geometry.is_dynamic:
@@ -274,6 +282,9 @@ class InfLlavaImageEncoder(nn.Module):
         start = K if plan.local else 0
         if self.dem is not None:
             dtype = self.dem.norm.weight.dtype
+            if self.perspectives != "both":  # one perspective through the DEM: its features fill both inputs
+                single = (local if plan.local else feats[:, start : start + K]).to(dtype)
+                return self.dem(single, single, grid=grid)
             if plan.centre_only:
                 return self.dem.forward_centre(local.to(dtype), feats[:, start].to(dtype), grid=grid)
             return self.dem(local.to(dtype), feats[:, start : start + K].to(dtype), grid=grid)
