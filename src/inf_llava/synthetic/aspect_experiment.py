@@ -5,7 +5,8 @@ Two arms that differ only in ``grid``: ``fixed`` (the official 3x3) and ``dynami
 and seeds; seed ``s`` of both arms starts from the same weights (the DEM's parameters do not depend on the grid). Each
 run trains in two stages (:mod:`inf_llava.synthetic.encoder_pretraining`: the image side on the scene attributes,
 then DEM + projector + LLM on the questions with the tower frozen), then answers every test question greedily;
-results keep the per-question 0/1 vector, so the report pairs the two arms by seed and question (:mod:`inf_llava.eval.significance`).
+results keep the per-question 0/1 vector, so the report pairs the two arms by seed and question
+(:mod:`inf_llava.eval.significance`).
 
 Results accumulate in a committed JSON file (``docs/dynamic-grids.json`` by default): rerunning skips the finished
 (arm, seed) runs, across sessions too (the work directory with data and checkpoints can be deleted at any time).
