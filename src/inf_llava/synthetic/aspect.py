@@ -19,15 +19,14 @@ colour, among two).
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..jsonl import atomic_write_text
+from .dataset import write_sample, write_split
 from .scenes import BACKGROUND, COLORS, QUADRANTS, SHAPES, Box, Shape
 from .tasks import KINDS, questions, training_questions
 
@@ -153,23 +152,5 @@ def generate_split(output: str | Path, split: str, count: int, *, seed: int = 0,
         else:
             qas = questions(scene, kind, rng)[:1]
         sample_id = f"{split}-{index:06d}"
-        relative = f"images/{sample_id}.png"
-        render(scene).save(output / relative)
-        conversations = []
-        for turn, qa in enumerate(qas):
-            prefix = "<image>\n" if turn == 0 else ""
-            conversations += [{"from": "human", "value": prefix + qa.question}, {"from": "gpt", "value": qa.answer}]
-        records.append(
-            {
-                "id": sample_id,
-                "image": relative,
-                "conversations": conversations,
-                "kind": kind,
-                "orientation": orientation,
-                "answers": [qa.answer for qa in qas],
-                "scene": asdict(scene),
-            }
-        )
-    path = output / f"{split}.json"
-    atomic_write_text(path, json.dumps(records, indent=1) + "\n")
-    return path
+        records.append(write_sample(output, sample_id, render(scene), qas, kind, scene, orientation=orientation))
+    return write_split(output, split, records)

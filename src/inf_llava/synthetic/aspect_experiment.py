@@ -175,33 +175,14 @@ def pretrain_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path
 
 def train_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], run_dir: Path, progress: bool):
     """Both stages of one (arm, seed); returns (model dir, stage-1 curve). Resumes an interrupted stage 2."""
-    from ..training import TrainConfig, train
+    from ..training import train
+    from .recipe import finetune_config
 
     init_dir, out_dir = run_dir / "init", run_dir / "model"
     pretrain_curve = pretrain_run(recipe, arm, seed, data, init_dir)
     if (out_dir / "config.json").exists() and (out_dir / "train_config.yaml").exists():
         return out_dir, pretrain_curve
-    config = TrainConfig(
-        stage="finetune",
-        model=str(init_dir),
-        data=str(data["train"]),
-        image_folder=str(data["train"].parent),
-        output=str(out_dir),
-        template=recipe.template,
-        max_steps=recipe.steps,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        warmup_ratio=recipe.warmup_ratio,
-        seed=seed,
-        unfreeze_vision_tower=False,
-        save_steps=max(1, recipe.steps // 4),
-        save_total_limit=1,
-        resume_from="latest" if out_dir.exists() else None,
-        logging_steps=10,
-        num_workers=0,
-        progress=progress,
-    )
-    train(config)
+    train(finetune_config(recipe, seed, data["train"], init_dir, out_dir, progress, unfreeze_vision_tower=False))
     return out_dir, pretrain_curve
 
 

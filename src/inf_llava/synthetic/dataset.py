@@ -47,23 +47,32 @@ def generate_split(
             qas = training_questions(scene, kind, rng, questions_per_image, describe_scene=describe)
         else:
             qas = questions(scene, kind, rng)[:1]
-        sample_id = f"{split}-{index:06d}"
-        relative = f"images/{sample_id}.png"
-        render(scene).save(output / relative)
-        conversations = []
-        for turn, qa in enumerate(qas):
-            prefix = "<image>\n" if turn == 0 else ""
-            conversations += [{"from": "human", "value": prefix + qa.question}, {"from": "gpt", "value": qa.answer}]
-        records.append(
-            {
-                "id": sample_id,
-                "image": relative,
-                "conversations": conversations,
-                "kind": kind,
-                "answers": [qa.answer for qa in qas],
-                "scene": asdict(scene),
-            }
-        )
+        records.append(write_sample(output, f"{split}-{index:06d}", render(scene), qas, kind, scene))
+    return write_split(output, split, records)
+
+
+def write_sample(output: Path, sample_id: str, image, qas, kind: str, scene, **extra) -> dict:
+    """Save ``image`` under ``output/images`` and return its LLaVA-format record (``extra`` fields go after
+    ``kind``): one human/gpt turn per question, the image token in the first."""
+    relative = f"images/{sample_id}.png"
+    image.save(output / relative)
+    conversations = []
+    for turn, qa in enumerate(qas):
+        prefix = "<image>\n" if turn == 0 else ""
+        conversations += [{"from": "human", "value": prefix + qa.question}, {"from": "gpt", "value": qa.answer}]
+    return {
+        "id": sample_id,
+        "image": relative,
+        "conversations": conversations,
+        "kind": kind,
+        **extra,
+        "answers": [qa.answer for qa in qas],
+        "scene": asdict(scene),
+    }
+
+
+def write_split(output: Path, split: str, records: list[dict]) -> Path:
+    """Write ``output/{split}.json`` atomically; returns its path."""
     path = output / f"{split}.json"
     atomic_write_text(path, json.dumps(records, indent=1) + "\n")
     return path

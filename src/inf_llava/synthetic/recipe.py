@@ -176,7 +176,7 @@ def train_run(
     recipe: Recipe, variant: str, seed: int, data: dict[str, Path], run_dir: Path, progress: bool = True
 ) -> Path:
     """Initialise and train one (variant, seed); returns the trained model directory (resumes if interrupted)."""
-    from ..training import TrainConfig, train
+    from ..training import train
     from ..training.assemble import save_model
 
     init_dir, out_dir = run_dir / "init", run_dir / "model"
@@ -185,11 +185,23 @@ def train_run(
     if not (init_dir / "config.json").exists():
         model, processor = build_model(recipe, variant, seed)
         save_model(model, processor, init_dir, overwrite=True)
-    config = TrainConfig(
+    train(finetune_config(recipe, seed, data["train"], init_dir, out_dir, progress, unfreeze_vision_tower=True))
+    return out_dir
+
+
+def finetune_config(
+    recipe, seed: int, train_json: Path, init_dir: Path, out_dir: Path, progress: bool, *, unfreeze_vision_tower: bool
+):
+    """The :class:`~inf_llava.training.TrainConfig` of a synthetic run's question stage (``recipe`` needs
+    ``template``, ``steps``, ``batch_size``, ``lr``, ``warmup_ratio``): checkpoints four times, resumes if
+    ``out_dir`` exists."""
+    from ..training import TrainConfig
+
+    return TrainConfig(
         stage="finetune",
         model=str(init_dir),
-        data=str(data["train"]),
-        image_folder=str(data["train"].parent),
+        data=str(train_json),
+        image_folder=str(train_json.parent),
         output=str(out_dir),
         template=recipe.template,
         max_steps=recipe.steps,
@@ -197,7 +209,7 @@ def train_run(
         lr=recipe.lr,
         warmup_ratio=recipe.warmup_ratio,
         seed=seed,
-        unfreeze_vision_tower=True,
+        unfreeze_vision_tower=unfreeze_vision_tower,
         save_steps=max(1, recipe.steps // 4),
         save_total_limit=1,
         resume_from="latest" if out_dir.exists() else None,
@@ -205,8 +217,6 @@ def train_run(
         num_workers=0,
         progress=progress,
     )
-    train(config)
-    return out_dir
 
 
 def evaluate_run(model_dir: Path, split_json: Path, batch_size: int = 32, progress: bool = False) -> dict:
