@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .dataset import write_sample, write_split
-from .scenes import BACKGROUND, COLORS, QUADRANTS, SHAPES, Box, Shape
+from .scenes import BACKGROUND, COLORS, QUADRANTS, SHAPES, Box, Shape, draw_shapes
 from .tasks import KINDS, questions, training_questions
 
 WIDE, TALL = (72, 144), (144, 72)  # (height, width)
@@ -98,15 +98,7 @@ def render(scene: AspectScene) -> Image.Image:
     image = Image.new("RGB", (scene.width, scene.height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     shape_rects, box_rects = _layout(scene)
-    for shape in scene.shapes:
-        top, left, h, w = shape_rects[shape.quadrant]
-        color = COLORS[shape.color]
-        if shape.kind == "circle":
-            draw.ellipse((left, top, left + w - 1, top + h - 1), fill=color)
-        elif shape.kind == "square":
-            draw.rectangle((left, top, left + w - 1, top + h - 1), fill=color)
-        else:
-            draw.polygon([(left + w // 2, top), (left, top + h - 1), (left + w - 1, top + h - 1)], fill=color)
+    draw_shapes(draw, scene.shapes, shape_rects)
     pixels = np.asarray(image).copy()
     for box in scene.boxes:
         top, left, h, w = box_rects[box.quadrant]

@@ -56,27 +56,11 @@ class AspectRecipe:
 
 
 def model_config(recipe: AspectRecipe, tokenizer, arm: str):
-    from ..presets import small_config
+    from .recipe import sized_config
 
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    return small_config(
-        tokenizer,
-        view_size=recipe.view_size,
-        patch_size=recipe.patch_size,
-        vision_width=recipe.vision_width,
-        vision_intermediate=4 * recipe.vision_width,
-        vision_layers=recipe.vision_layers,
-        vision_heads=recipe.vision_heads,
-        lm_width=recipe.lm_width,
-        lm_intermediate=int(8 / 3 * recipe.lm_width) // 8 * 8,
-        lm_layers=recipe.lm_layers,
-        lm_heads=recipe.lm_heads,
-        lm_kv_heads=recipe.lm_heads,
-        max_positions=1024,
-        vision_feature_norm=True,
-        **ARMS[arm],
-    )
+    return sized_config(recipe, tokenizer, vision_feature_norm=True, **ARMS[arm])
 
 
 def build_model(recipe: AspectRecipe, arm: str, seed: int):

@@ -85,6 +85,14 @@ def build_tokenizer():
 def model_config(recipe: Recipe, tokenizer, variant: str = "inf_llava") -> InfLlavaConfig:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    return sized_config(
+        recipe, tokenizer, grid=recipe.grid, vision_feature_norm=recipe.feature_norm, **VARIANTS[variant]
+    )
+
+
+def sized_config(recipe, tokenizer, **fields) -> InfLlavaConfig:
+    """:func:`~inf_llava.presets.small_config` at a synthetic recipe's sizes (``view_size``, ``patch_size``,
+    ``vision_*``, ``lm_*``: MLP widths 4x and 8/3x, as many KV heads as heads), plus ``fields``."""
     return small_config(
         tokenizer,
         view_size=recipe.view_size,
@@ -99,9 +107,7 @@ def model_config(recipe: Recipe, tokenizer, variant: str = "inf_llava") -> InfLl
         lm_heads=recipe.lm_heads,
         lm_kv_heads=recipe.lm_heads,
         max_positions=1024,
-        grid=recipe.grid,
-        vision_feature_norm=recipe.feature_norm,
-        **VARIANTS[variant],
+        **fields,
     )
 
 

@@ -85,13 +85,10 @@ def _round_to(value: int, n: int) -> int:
     return max(n, value - value % n)
 
 
-def render(scene: Scene) -> Image.Image:
-    """Draw the scene as an RGB image of ``scene.size`` pixels."""
-    image = Image.new("RGB", (scene.size, scene.size), BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    shape_rects, box_rects = _layout(scene)
-    for shape in scene.shapes:
-        top, left, h, w = shape_rects[shape.quadrant]
+def draw_shapes(draw: ImageDraw.ImageDraw, shapes, rects: dict[str, tuple[int, int, int, int]]) -> None:
+    """Fill each shape in its quadrant's rectangle (``quadrant -> top, left, height, width``)."""
+    for shape in shapes:
+        top, left, h, w = rects[shape.quadrant]
         color = COLORS[shape.color]
         if shape.kind == "circle":
             draw.ellipse((left, top, left + w - 1, top + h - 1), fill=color)
@@ -99,6 +96,14 @@ def render(scene: Scene) -> Image.Image:
             draw.rectangle((left, top, left + w - 1, top + h - 1), fill=color)
         else:
             draw.polygon([(left + w // 2, top), (left, top + h - 1), (left + w - 1, top + h - 1)], fill=color)
+
+
+def render(scene: Scene) -> Image.Image:
+    """Draw the scene as an RGB image of ``scene.size`` pixels."""
+    image = Image.new("RGB", (scene.size, scene.size), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    shape_rects, box_rects = _layout(scene)
+    draw_shapes(draw, scene.shapes, shape_rects)
     pixels = np.asarray(image).copy()
     for box in scene.boxes:
         top, left, h, w = box_rects[box.quadrant]
