@@ -130,7 +130,7 @@ class Geometry(_Views):
     is_dynamic = False
 
     def describe(self) -> str:
-        """One line for logs: ``"3x3 grid of 336-px views (1008x1008 input), 576 image tokens"``."""
+        """One line for logs: the grid, the view size, the input size and :attr:`tokens_per_image`."""
         (height, width), T = self.high_res_size, self.tokens_per_image
         return (
             f"{self.grid_h}x{self.grid_w} grid of {self.view_size}-px views ({height}x{width} input), {T} image tokens"
@@ -195,8 +195,7 @@ class DynamicGeometry(_Views):
     is_dynamic = True
 
     def describe(self) -> str:
-        """One line for logs: ``"dynamic grid (23 candidates, at most 9 sub-images) of 336-px views, 576 image
-        tokens"``."""
+        """One line for logs: the candidate count, the ``max_views`` budget, the view size and the token count."""
         return (
             f"dynamic grid ({len(self.grids)} candidates, at most {self.max_crops} sub-images) of {self.view_size}-px "
             f"views, {self.tokens_per_image} image tokens"

@@ -10,7 +10,7 @@ mean fusion with the low-resolution view) only in the fields listed in its ``ove
 - Paper vs official code: ``dem_avg_pool`` (the paper's ``F_pool`` is average pooling; the code resizes
   bilinearly), ``low_res_add`` (the paper adds the low-resolution features; the code averages) and ``paper_wording``
   (both).
-- ``low_res``: the low-resolution view alone, LLaVA-1.5 style (Table 3's single-336 row).
+- ``low_res``: the low-resolution view alone, LLaVA-1.5 style (Table 3's single-view row).
 """
 
 from __future__ import annotations
