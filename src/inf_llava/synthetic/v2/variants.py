@@ -50,7 +50,11 @@ _VARIANTS = (
         "the paper's wording: average pooling and addition",
         {"dem_pooling": "avg", "low_res_fusion": "add"},
     ),
-    Variant("low_res", "Table 3's single-view row (the low-resolution view alone, LLaVA-1.5 style)", {"perspectives": "none"}),
+    Variant(
+        "low_res",
+        "Table 3's single-view row (the low-resolution view alone, LLaVA-1.5 style)",
+        {"perspectives": "none"},
+    ),
 )
 VARIANTS: dict[str, Variant] = {v.name: v for v in _VARIANTS}
 TABLE6 = ("dcm_local", "dcm_global", "dcm_add", "inf_llava")
