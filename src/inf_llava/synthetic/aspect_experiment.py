@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jsonl import atomic_write_text
+from .grid import answer_split, learning_curve, load_results, machine_line, run_grid
 
 ARMS: dict[str, dict[str, Any]] = {
     "fixed": {"grid": 3},
@@ -70,30 +71,23 @@ def build_model(recipe: AspectRecipe, arm: str, seed: int):
     from ..modeling.cropping import local_crops
     from ..modeling.inf_llava import InfLlavaForConditionalGeneration
     from ..presets import processor_for
+    from .grid import scale_projector_to_text, set_stop_tokens
     from .recipe import build_tokenizer
 
     tokenizer = build_tokenizer()
     config = model_config(recipe, tokenizer, arm)
     torch.manual_seed(seed)
     model = InfLlavaForConditionalGeneration(config)
-    # Start image tokens at the norm of the text embeddings (see recipe._match_embedding_scale), measured on the same
-    # random 3x3 canvases in both arms (a dynamic model given a 3x3 grid computes what the fixed model computes).
+    # Start image tokens at the norm of the text embeddings, measured on the same random 3x3 canvases in both arms
+    # (a dynamic model given a 3x3 grid computes what the fixed model computes).
     side = 3 * recipe.view_size
-    generator = torch.Generator().manual_seed(0)
-    canvases = torch.randn(4, 3, side, side, generator=generator)
-    with torch.no_grad():
-        if config.geometry.is_dynamic:
-            tiles = torch.stack([local_crops(c, (3, 3)) for c in canvases])
-            features = model.get_image_features(tiles, torch.tensor([[3, 3]] * 4))
-        else:
-            features = model.get_image_features(canvases)
-        scale = (model.get_input_embeddings().weight.norm(dim=-1).mean() / features.norm(dim=-1).mean()).item()
-        last = model.image_encoder.projector[-1]
-        last.weight.mul_(scale)
-        last.bias.mul_(scale)
-    stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|eot_id|>", "<|end_of_text|>")]
-    model.generation_config.eos_token_id = stops
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    canvases = torch.randn(4, 3, side, side, generator=torch.Generator().manual_seed(0))
+    if config.geometry.is_dynamic:
+        tiles = torch.stack([local_crops(c, (3, 3)) for c in canvases])
+        scale_projector_to_text(model, tiles, torch.tensor([[3, 3]] * 4))
+    else:
+        scale_projector_to_text(model, canvases)
+    set_stop_tokens(model, tokenizer)
     return model, processor_for(config, tokenizer, template=recipe.template)
 
 
@@ -170,34 +164,6 @@ def train_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], 
     return out_dir, pretrain_curve
 
 
-def answer_split(model_dir: Path, split_json: Path, batch_size: int = 32) -> dict[str, Any]:
-    """Greedy answers to every question of a split: per-question correctness (a ``"0101..."`` string in file
-    order), kinds and orientations (for slicing), and accuracy."""
-    from ..inference import InfLlavaEngine
-    from .evaluate import load_questions, normalize, predict
-
-    engine = InfLlavaEngine.from_pretrained(model_dir, dtype="fp32", device="cpu")
-    questions = load_questions(split_json)
-    answers = predict(engine, questions, batch_size=batch_size)
-    correct = "".join("1" if normalize(a) == normalize(q.answer) else "0" for q, a in zip(questions, answers))
-    return {"accuracy": correct.count("1") / len(correct), "n": len(correct), "correct": correct}
-
-
-def learning_curve(model_dir: Path, every: int = 50) -> list[list[float]]:
-    """``[[step, loss], ...]`` from the run's ``metrics.jsonl``, averaged over windows of ``every`` steps."""
-    from ..training.metrics import METRICS_FILE
-
-    rows = [json.loads(line) for line in (model_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "loss" in r and "step" in r]
-    curve, window = [], []
-    for row in rows:
-        window.append(row["loss"])
-        if row["step"] % every == 0 or row is rows[-1]:
-            curve.append([row["step"], sum(window) / len(window)])
-            window = []
-    return curve
-
-
 def run_one(recipe: AspectRecipe, arm: str, seed: int, work_dir: Path, progress: bool = False) -> dict[str, Any]:
     """Train and evaluate one (arm, seed) (resumes an interrupted training run)."""
     data = prepare_data(recipe, work_dir / "data")
@@ -225,15 +191,6 @@ def _worker(job: tuple[dict, str, int, str]) -> dict[str, Any]:
     return run_one(AspectRecipe(**recipe_dict), arm, seed, Path(work_dir))
 
 
-def load_results(path: Path, recipe: AspectRecipe) -> dict[str, Any]:
-    """The results file for ``recipe`` (a different recipe starts a fresh file: runs of different recipes are never
-    mixed)."""
-    results = json.loads(path.read_text()) if path.exists() else {}
-    if results.get("recipe") != asdict(recipe):
-        results = {"recipe": asdict(recipe), "runs": {}}
-    return results
-
-
 def run_experiment(
     recipe: AspectRecipe,
     work_dir: str | Path,
@@ -245,10 +202,6 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Every (arm, seed) not yet in ``results_path``, ``jobs`` at a time (one thread each); the file is rewritten
     after each finished run, so an interrupted experiment resumes where it stopped."""
-    import multiprocessing as mp
-
-    from tqdm.auto import tqdm
-
     work_dir, results_path = Path(work_dir), Path(results_path)
     results = load_results(results_path, recipe)
     data = prepare_data(recipe, work_dir / "data")  # once, before the workers start
@@ -257,32 +210,10 @@ def run_experiment(
         results["test_questions"] = [
             {"id": r["id"], "kind": r["kind"], "orientation": r["orientation"]} for r in records
         ]
-    if "machine" not in results:
-        from ..bench.timing import machine_description
-
-        info = machine_description()
-        results["machine"] = f"{info.get('cpu', 'unknown CPU')} ({info['cpu_matrix_isa']}), {os.cpu_count()} cores"
+    results.setdefault("machine", machine_line())
     todo = [(asdict(recipe), arm, seed, str(work_dir)) for seed in seeds for arm in arms]
-    todo = [job for job in todo if f"{job[1]}/seed{job[2]}" not in results["runs"]]
-    bar = tqdm(total=len(todo), desc="aspect runs", unit="run", disable=not progress)
-
-    def record(result: dict[str, Any]) -> None:
-        key = f"{result['arm']}/seed{result['seed']}"
-        results["runs"][key] = result
-        atomic_write_text(results_path, json.dumps(results, indent=1) + "\n")
-        bar.update(1)
-        bar.write(f"{key}: test {result['test']['accuracy']:.3f} (train {result['train_seconds']:.0f} s)")
-
-    if jobs <= 1:  # in this process
-        for _, arm, seed, _ in todo:
-            record(run_one(recipe, arm, seed, work_dir))
-    elif todo:
-        context = mp.get_context("spawn")
-        with context.Pool(processes=min(jobs, len(todo)), maxtasksperchild=1) as pool:
-            for result in pool.imap_unordered(_worker, todo):
-                record(result)
-    bar.close()
-    return results
+    worker = _worker if jobs > 1 else lambda job: run_one(recipe, job[1], job[2], work_dir)
+    return run_grid(todo, worker, results, results_path, jobs=jobs, progress=progress, desc="aspect runs")
 
 
 def with_overrides(recipe: AspectRecipe, **overrides: Any) -> AspectRecipe:

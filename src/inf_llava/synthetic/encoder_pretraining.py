@@ -42,10 +42,10 @@ class AttributeHeads(nn.Module):
     """A linear read-out of every slot from the whole (layer-normed) token sequence: position-aware, as the LLM's
     view of the tokens is (attention pooling without positions cannot tell the quadrants apart)."""
 
-    def __init__(self, tokens: int, width: int):
+    def __init__(self, tokens: int, width: int, sizes: Sequence[int] | None = None):
         super().__init__()
         self.norm = nn.LayerNorm(width)
-        self.sizes = [len(SHAPE_CLASSES) if slot == "shape" else len(BOX_CLASSES) for _, slot in SLOTS]
+        self.sizes = list(sizes) if sizes is not None else slot_sizes()
         self.readout = nn.Linear(tokens * width, sum(self.sizes))
 
     def forward(self, tokens: torch.Tensor) -> list[torch.Tensor]:
@@ -53,11 +53,18 @@ class AttributeHeads(nn.Module):
         return list(logits.split(self.sizes, dim=1))
 
 
-def image_side_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Everything but the language model (tower, feature norm, DEM, projector)."""
+def slot_sizes() -> list[int]:
+    """The number of classes of every slot of the base scenes (:data:`SLOTS`)."""
+    return [len(SHAPE_CLASSES) if slot == "shape" else len(BOX_CLASSES) for _, slot in SLOTS]
+
+
+def image_side_parameters(model: nn.Module, include_tower: bool = True) -> list[nn.Parameter]:
+    """Everything but the language model (tower, feature norm, DEM, projector); without the tower if
+    ``include_tower`` is False."""
     from ..training.stages import module_group
 
-    return [p for name, p in model.named_parameters() if module_group(name) not in (None, "language_model")]
+    skip = {None, "language_model"} if include_tower else {None, "language_model", "vision_tower"}
+    return [p for name, p in model.named_parameters() if module_group(name) not in skip]
 
 
 def pretrain_image_side(
@@ -71,14 +78,19 @@ def pretrain_image_side(
     seed: int,
     warmup_ratio: float = 0.05,
     log_every: int = 25,
+    sizes: Sequence[int] | None = None,
+    train_tower: bool = True,
 ) -> list[list[float]]:
     """Train the image side of ``model`` in place on preprocessed ``inputs`` (``pixel_values`` and, for dynamic
-    grids, ``image_grids``, one row per image) against ``labels`` ``(N, slots)``; returns the loss curve
-    ``[[step, mean loss], ...]``."""
+    grids, ``image_grids``, one row per image) against ``labels`` ``(N, slots)`` (``sizes``: classes per slot, the
+    base scenes' :data:`SLOTS` by default; ``train_tower=False`` keeps the vision tower frozen, as the paper's stage 1
+    does); returns the loss curve ``[[step, mean loss], ...]``."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    heads = AttributeHeads(model.config.geometry.tokens_per_image, model.config.text_config.hidden_size)
-    params = image_side_parameters(model) + list(heads.parameters())
+    heads = AttributeHeads(model.config.geometry.tokens_per_image, model.config.text_config.hidden_size, sizes)
+    if not train_tower:
+        model.model.image_encoder.vision_tower.requires_grad_(False)
+    params = image_side_parameters(model, include_tower=train_tower) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     warmup = max(1, int(steps * warmup_ratio))
 
