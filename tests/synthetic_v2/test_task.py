@@ -250,3 +250,45 @@ def test_training_questions_cycle_kinds():
     scene = task.sample_scene(random.Random(2), SIZE)
     qas = task.training_questions(scene, "detail", random.Random(0), 5)
     assert [qa.kind for qa in qas] == ["detail", "detail_in_context", "glyph_on_shape", "shape_with_glyph", "global"]
+
+
+def _probe_accuracy(view, samples: int = 6000, seed: int = 0, span: tuple[int, int] | None = None) -> float:
+    """Held-out accuracy of a linear probe (softmax regression) reading the glyph type from ``view(pixels)``, for
+    one glyph at a uniformly random place of a background quadrant (or of ``span``, the range of its corner)."""
+    from PIL import Image
+
+    from inf_llava.synthetic.scenes import BACKGROUND
+
+    rng = random.Random(seed)
+    xs, ys = [], []
+    for _ in range(samples):
+        kind = rng.randrange(len(GLYPHS))
+        low, high = span or (task.MARGIN, HALF - GLYPH_SIDE - task.MARGIN)
+        y, x = (rng.randint(low, high) for _ in range(2))
+        pixels = np.full((HALF, HALF, 3), BACKGROUND, dtype=np.uint8)
+        pixels[y : y + 3, x : x + 3][list(GLYPHS.values())[kind]] = INK
+        xs.append(np.asarray(view(Image.fromarray(pixels)), dtype=np.float32).reshape(-1) / 255)
+        ys.append(kind)
+    features, labels = torch.tensor(np.stack(xs)), torch.tensor(ys)
+    split = samples * 5 // 6
+    torch.manual_seed(seed)
+    probe = torch.nn.Linear(features.shape[1], len(GLYPHS))
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
+    for _ in range(600):
+        optimizer.zero_grad()
+        F.cross_entropy(probe(features[:split]), labels[:split]).backward()
+        optimizer.step()
+    return float((probe(features[split:]).argmax(1) == labels[split:]).float().mean())
+
+
+def test_the_antialiased_downscale_loses_the_glyph_type_too():
+    """The paper's other low-resolution path (the processor's antialiased bicubic resize to the base size) also
+    keeps nothing a linear probe can read at the task's placements. The control: the same probe reads glyphs from
+    native-resolution pixels at one fixed place. (A weaker statement than the Bayes bound on the strided views: at
+    one fixed place the downscale is deterministic per type; it is the uniform phase that hides the type.)"""
+    from PIL import Image
+
+    downscaled = _probe_accuracy(lambda im: im.resize((HALF // GRID,) * 2, Image.Resampling.BICUBIC))
+    assert downscaled < 0.31, downscaled
+    native = _probe_accuracy(lambda im: im, samples=1200, span=(16, 16))
+    assert native > 0.95, native

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     examples_dir = assets / EXAMPLES
     records = json.loads((examples_dir / "examples.json").read_text())
     settings = GenerationSettings(max_new_tokens=8)
-    print("\nExamples (detail questions are unanswerable from the low-resolution view by construction):")
+    print("\nExamples (glyph questions are unanswerable from the low-resolution view by construction):")
     for record in records:
         image = load_image(examples_dir / record["image"])
         turns = record["conversations"]

@@ -40,7 +40,8 @@ def normalize(answer: str) -> str:
 
 
 def score(predictions: Iterable[tuple[Question, str]]) -> dict:
-    """``{"accuracy", "n", "per_kind": {kind: {"accuracy", "n"}}}`` from (question, prediction) pairs."""
+    """``{"accuracy", "n", "per_kind": {kind: {"accuracy", "n"}}}`` from (question, prediction) pairs (the base
+    task's kinds first, then any other kind in order of appearance)."""
     hits: dict[str, list[bool]] = defaultdict(list)
     for question, prediction in predictions:
         hits[question.kind].append(normalize(prediction) == normalize(question.answer))
@@ -49,7 +50,8 @@ def score(predictions: Iterable[tuple[Question, str]]) -> dict:
         "accuracy": sum(total) / len(total) if total else 0.0,
         "n": len(total),
         "per_kind": {
-            kind: {"accuracy": sum(hits[kind]) / len(hits[kind]), "n": len(hits[kind])} for kind in KINDS if hits[kind]
+            kind: {"accuracy": sum(hits[kind]) / len(hits[kind]), "n": len(hits[kind])}
+            for kind in [*(k for k in KINDS if k in hits), *(k for k in hits if k not in KINDS)]
         },
     }
 

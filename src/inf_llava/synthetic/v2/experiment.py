@@ -94,6 +94,11 @@ def build_model(recipe: AblationRecipe, variant: str, seed: int):
     config = model_config(recipe, tokenizer, variant)
     torch.manual_seed(seed)
     model = InfLlavaForConditionalGeneration(config)
+    if variant != "inf_llava":  # every weight outside the high-resolution branch as INF-LLaVA's of this seed
+        torch.manual_seed(seed)
+        reference = InfLlavaForConditionalGeneration(model_config(recipe, tokenizer, "inf_llava")).state_dict()
+        own = model.state_dict()
+        model.load_state_dict({k: reference[k] if k in reference else v for k, v in own.items()})
     side = config.geometry.high_res_size[0]
     scale_projector_to_text(model, torch.randn(4, 3, side, side, generator=torch.Generator().manual_seed(0)))
     set_stop_tokens(model, tokenizer)

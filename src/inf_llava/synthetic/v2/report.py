@@ -291,6 +291,17 @@ def _results_section(results: dict[str, Any], analysis: dict[str, Any]) -> list[
         cells = " | ".join(_interval(analysis["accuracy"][variant][n]) for n in names)
         lines.append(f"| `{variant}` | {count} | {cells} |")
     lines += ["", "## The paper's claims, tested", ""]
+    for comparison in COMPARISONS:
+        per_slice = analysis["claims"].get(comparison.statement)
+        if per_slice is not None:
+            item = per_slice["overall"]
+            kinds = [k for k in KINDS if per_slice[k].verdict != item.verdict]
+            differs = f"; per kind: {', '.join(f'{k} {per_slice[k].verdict}' for k in kinds)}" if kinds else ""
+            lines.append(
+                f"- {comparison.statement} ({comparison.source}): **{item.verdict}** overall, {item.effect:+.3f} "
+                f"[{item.low:+.3f}, {item.high:+.3f}], p = {item.p_value:.3g}{differs}."
+            )
+    lines += [""]
     lines += [
         "Each claim compares INF-LLaVA (or the named variant) with an alternative on the same seeds and questions: "
         "difference of accuracies with its paired bootstrap 95% interval and the paired permutation p-value, overall "
