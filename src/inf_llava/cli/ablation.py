@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         results = experiment.run_experiment(
             recipe, args.work_dir, results_path, variants, tuple(args.seeds), jobs=args.jobs, progress=not args.quiet
         )
-    findings = Path(args.findings).read_text() if args.findings else ""
+    findings = Path(args.findings).read_text() if args.findings and Path(args.findings).exists() else ""
     print(f"wrote {report.write(results, args.docs, findings=findings)}")
     if args.ship:
         from ..synthetic.v2.ship import ship

@@ -248,8 +248,8 @@ def _paper_section() -> list[str]:
         "| paper row | variant | POPE | SEED | MM-Vet | LLaVA-wild |",
         "|---|---|---|---|---|---|",
     ]
-    rows = [(f"Table 6: {VARIANTS[n].paper_row}", n, n) for n in TABLE6]
-    rows += [(f"Table 4: {VARIANTS[n].paper_row}", n, "inf_llava (Table 4)" if n == "inf_llava" else n) for n in TABLE4]
+    rows = [(VARIANTS[n].paper_row, n, n) for n in TABLE6]
+    rows += [(VARIANTS[n].paper_row, n, "inf_llava (Table 4)" if n == "inf_llava" else n) for n in TABLE4]
     for label, name, key in rows:
         lines.append(f"| {label} | `{name}` | " + " | ".join(f"{v:.2f}" for v in PAPER[key]) + " |")
     lines += [
@@ -273,8 +273,10 @@ def _results_section(results: dict[str, Any], analysis: dict[str, Any]) -> list[
         "",
         f"{len(runs)} of {len(VARIANTS) * 5} runs finished ({len(analysis['variants'])} variants; seeds {seeds}). "
         f"Recipe, the same for every variant: {recipe['train_images']} training images ({recipe['questions_per_image']}"
-        f" questions each), stage 1 {recipe['pretrain_steps']} steps of batch {recipe['pretrain_batch_size']} (image "
-        f"side on the scene attributes, lr {recipe['pretrain_lr']}), stage 2 up to {recipe['steps']} steps of batch "
+        f" questions each); per seed, the shared tower pretrained {recipe['tower_steps']} steps of batch "
+        f"{recipe['tower_batch_size']} (per-patch targets, lr {recipe['tower_lr']}); per run, stage 1 "
+        f"{recipe['pretrain_steps']} steps of batch {recipe['pretrain_batch_size']} (DEM + projector on the scene "
+        f"attributes, tower frozen, lr {recipe['pretrain_lr']}), stage 2 up to {recipe['steps']} steps of batch "
         f"{recipe['batch_size']} (DEM + projector + LLM, tower frozen, lr {recipe['lr']}), validated every "
         f"{recipe['eval_every']} steps on {recipe['validation_images']} questions, stopping after "
         f"{recipe['patience']} evaluations without improvement and keeping the best; ViT {recipe['vision_layers']} x "
@@ -316,7 +318,7 @@ def _results_section(results: dict[str, Any], analysis: dict[str, Any]) -> list[
         if per_slice is None:
             lines.append(f"| {comparison.statement} | {comparison.source} | - | not enough paired seeds yet | | |")
             continue
-        for name in names:
+        for name in ["overall", *(n for n in names if n != "overall")]:
             item = per_slice[name]
             label = comparison.statement if name == "overall" else ""
             source = f"{comparison.source} (McNemar max p {analysis['mcnemar'][comparison.statement]:.2g})"
