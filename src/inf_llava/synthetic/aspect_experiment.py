@@ -93,30 +93,10 @@ def build_model(recipe: AspectRecipe, arm: str, seed: int):
 
 def prepare_data(recipe: AspectRecipe, directory: Path) -> dict[str, Path]:
     """The three splits, generated once per data setting (reused when ``directory`` holds the same)."""
-    import shutil
-
     from .aspect import generate_split
+    from .grid import prepare_splits
 
-    stamp = {
-        "task": "aspect-v1",
-        "seed": recipe.data_seed,
-        "train": recipe.train_images,
-        "validation": recipe.validation_images,
-        "test": recipe.test_images,
-        "questions_per_image": recipe.questions_per_image,
-    }
-    paths = {split: directory / f"{split}.json" for split in ("train", "validation", "test")}
-    stamp_file = directory / "data.json"
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp and all(p.exists() for p in paths.values()):
-        return paths
-    if directory.exists():
-        shutil.rmtree(directory)
-    counts = {"train": recipe.train_images, "validation": recipe.validation_images, "test": recipe.test_images}
-    for split, count in counts.items():
-        qpi = recipe.questions_per_image if split == "train" else 1
-        generate_split(directory, split, count, seed=recipe.data_seed, questions_per_image=qpi)
-    atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
-    return paths
+    return prepare_splits(recipe, directory, "aspect-v1", generate_split)
 
 
 def pretrain_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], init_dir: Path) -> list:

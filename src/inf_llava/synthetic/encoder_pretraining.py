@@ -92,14 +92,7 @@ def pretrain_image_side(
         model.model.image_encoder.vision_tower.requires_grad_(False)
     params = image_side_parameters(model, include_tower=train_tower) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    warmup = max(1, int(steps * warmup_ratio))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps, warmup_ratio))
     model.train()
     count = labels.shape[0]
     curve, window = [], []
@@ -109,17 +102,34 @@ def pretrain_image_side(
         tokens = model.get_image_features(batch["pixel_values"], batch.get("image_grids"))
         logits = heads(tokens)
         loss = sum(F.cross_entropy(out, labels[index, i]) for i, out in enumerate(logits)) / len(logits)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        window.append(loss.item())
+        window.append(optimizer_step(loss, optimizer, scheduler, params))
         if step % log_every == 0 or step == steps:
             curve.append([step, sum(window) / len(window)])
             window = []
     model.eval()
     return curve
+
+
+def cosine_with_warmup(steps: int, warmup_ratio: float):
+    """The LR factor of step ``i``: linear warm-up over ``warmup_ratio`` of ``steps``, then cosine decay to 0."""
+    warmup = max(1, int(steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return factor
+
+
+def optimizer_step(loss: torch.Tensor, optimizer, scheduler, params) -> float:
+    """Backward, clip to norm 1, step the optimizer and the schedule; returns the loss value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
 
 
 def preprocess_all(processor, images: Sequence) -> dict[str, torch.Tensor]:

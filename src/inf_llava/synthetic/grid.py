@@ -30,6 +30,33 @@ def load_results(path: Path, recipe) -> dict[str, Any]:
     return results
 
 
+def prepare_splits(recipe, directory: Path, task: str, generate_split, **fields) -> dict[str, Path]:
+    """The train / validation / test splits of ``recipe`` (``data_seed``, ``*_images``, ``questions_per_image``),
+    made by ``generate_split(directory, split, count, seed=, questions_per_image=, **fields)`` once per data setting
+    (reused when ``directory`` holds the same, stamped in ``data.json``)."""
+    import shutil
+
+    counts = {"train": recipe.train_images, "validation": recipe.validation_images, "test": recipe.test_images}
+    stamp = {
+        "task": task,
+        "seed": recipe.data_seed,
+        **fields,
+        **counts,
+        "questions_per_image": recipe.questions_per_image,
+    }
+    paths = {split: directory / f"{split}.json" for split in counts}
+    stamp_file = directory / "data.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp and all(p.exists() for p in paths.values()):
+        return paths
+    if directory.exists():
+        shutil.rmtree(directory)
+    for split, count in counts.items():
+        qpi = recipe.questions_per_image if split == "train" else 1
+        generate_split(directory, split, count, seed=recipe.data_seed, questions_per_image=qpi, **fields)
+    atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
+    return paths
+
+
 def machine_line() -> str:
     """``"<cpu> (<matrix ISA>), <n> cores"``: recorded beside every result."""
     from ..bench.timing import machine_description

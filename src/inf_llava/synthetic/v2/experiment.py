@@ -107,29 +107,10 @@ def build_model(recipe: AblationRecipe, variant: str, seed: int):
 
 def prepare_data(recipe: AblationRecipe, directory: Path) -> dict[str, Path]:
     """The three splits, generated once per data setting (reused when ``directory`` holds the same)."""
+    from ..grid import prepare_splits
     from .task import generate_split
 
-    stamp = {
-        "task": "task-v2",
-        "seed": recipe.data_seed,
-        "size": recipe.grid * recipe.view_size,
-        "train": recipe.train_images,
-        "validation": recipe.validation_images,
-        "test": recipe.test_images,
-        "questions_per_image": recipe.questions_per_image,
-    }
-    paths = {split: directory / f"{split}.json" for split in ("train", "validation", "test")}
-    stamp_file = directory / "data.json"
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp and all(p.exists() for p in paths.values()):
-        return paths
-    if directory.exists():
-        shutil.rmtree(directory)
-    counts = {"train": recipe.train_images, "validation": recipe.validation_images, "test": recipe.test_images}
-    for split, count in counts.items():
-        qpi = recipe.questions_per_image if split == "train" else 1
-        generate_split(directory, split, count, seed=recipe.data_seed, size=stamp["size"], questions_per_image=qpi)
-    atomic_write_text(stamp_file, json.dumps(stamp) + "\n")
-    return paths
+    return prepare_splits(recipe, directory, "task-v2", generate_split, size=recipe.grid * recipe.view_size)
 
 
 def scene_labels(scene: dict) -> list[int]:

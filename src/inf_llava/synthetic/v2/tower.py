@@ -14,8 +14,6 @@ like the paper's two stages on top of CLIP.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,6 +21,7 @@ from torch import nn
 
 from ...modeling.cropping import global_crops, local_crops
 from ...modeling.vision_tower import patch_features
+from ..encoder_pretraining import cosine_with_warmup, optimizer_step
 from ..scenes import COLORS
 from .task import GLYPH_CLASSES, GLYPH_SIDE, SHAPE_CLASSES
 
@@ -89,17 +88,6 @@ class PatchHeads(nn.Module):
         self.shape = nn.Linear(width, len(SHAPE_CLASSES))
 
 
-def _schedule(steps: int, warmup_ratio: float):
-    warmup = max(1, int(steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    return factor
-
-
 def _losses(tower, heads, canvases, targets, grid, tokens, weight):
     B = canvases.shape[0]
     views = torch.cat([local_crops(canvases, grid), global_crops(canvases, grid)], dim=1)  # (B, 2K, 3, S, S)
@@ -143,7 +131,7 @@ def pretrain_tower(
     heads = PatchHeads(width)
     params = [p for p in tower.parameters() if p.requires_grad] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps, warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps, warmup_ratio))
     weight = torch.ones(len(GLYPH_CLASSES))
     weight[0] = NONE_WEIGHT
     tower.train()
@@ -152,13 +140,7 @@ def pretrain_tower(
         index = torch.randint(0, canvases.shape[0], (batch_size,), generator=generator)
         batch = {k: v[index] for k, v in targets.items()}
         glyph_loss, shape_loss, _ = _losses(tower, heads, canvases[index], batch, grid, tokens_per_view, weight)
-        loss = glyph_loss + shape_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        window.append(loss.item())
+        window.append(optimizer_step(glyph_loss + shape_loss, optimizer, scheduler, params))
         if step % log_every == 0 or step == steps:
             accuracy = float("nan")
             if held_out is not None:
