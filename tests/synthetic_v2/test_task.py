@@ -292,3 +292,17 @@ def test_the_antialiased_downscale_loses_the_glyph_type_too():
     assert downscaled < 0.31, downscaled
     native = _probe_accuracy(lambda im: im, samples=1200, span=(16, 16))
     assert native > 0.95, native
+
+
+def test_every_answer_starts_with_a_token_that_names_it():
+    """Answers open the assistant's turn without a leading space; the ablation's tokenizer knows them as written, so
+    the first answer token decides a one-word answer (and top / bottom of a quadrant). The corpus without the answers
+    alone split them into characters ("triangle" and "top left" both began with "t")."""
+    from inf_llava.synthetic.v2.experiment import AblationRecipe, build_tokenizer
+
+    tokenizer = build_tokenizer(AblationRecipe())
+    for word in (*COLORS, *SHAPES, *task.GLYPH_TYPES):
+        assert tokenizer.tokenize(word) == [word]
+    assert {q: tokenizer.tokenize(q) for q in QUADRANTS} == {q: [q.split()[0], "Ġ" + q.split()[1]] for q in QUADRANTS}
+    old = build_tokenizer(AblationRecipe(answers_in_vocabulary=False))
+    assert old.tokenize("triangle")[0] == old.tokenize("top left")[0] == "t"

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..jsonl import atomic_write_text
 from .grid import answer_split, learning_curve, load_results, machine_line, run_grid
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -102,33 +101,14 @@ def prepare_data(recipe: AspectRecipe, directory: Path) -> dict[str, Path]:
 def pretrain_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], init_dir: Path) -> list:
     """Stage 1: a seeded model whose image side is trained on the scene attributes, saved to ``init_dir``;
     returns its loss curve (also saved there as ``pretrain_curve.json``)."""
-    import torch
-
-    from ..images import load_image
-    from ..training.assemble import save_model
-    from .encoder_pretraining import preprocess_all, pretrain_image_side, scene_labels
+    from .encoder_pretraining import scene_labels
+    from .grid import train_image_side
 
     curve_file = init_dir / "pretrain_curve.json"
     if (init_dir / "config.json").exists() and curve_file.exists():
         return json.loads(curve_file.read_text())
     model, processor = build_model(recipe, arm, seed)
-    records = json.loads(data["train"].read_text())
-    images = [load_image(data["train"].parent / r["image"]) for r in records]
-    inputs = preprocess_all(processor, images)
-    labels = torch.tensor([scene_labels(r["scene"]) for r in records])
-    curve = pretrain_image_side(
-        model,
-        inputs,
-        labels,
-        steps=recipe.pretrain_steps,
-        batch_size=recipe.pretrain_batch_size,
-        lr=recipe.pretrain_lr,
-        seed=seed,
-        warmup_ratio=recipe.warmup_ratio,
-    )
-    save_model(model, processor, init_dir, overwrite=True)
-    atomic_write_text(curve_file, json.dumps(curve) + "\n")
-    return curve
+    return train_image_side(recipe, model, processor, data["train"], scene_labels, init_dir, seed)
 
 
 def train_run(recipe: AspectRecipe, arm: str, seed: int, data: dict[str, Path], run_dir: Path, progress: bool):

@@ -157,3 +157,33 @@ def run_grid(
                 record(result)
     bar.close()
     return results
+
+
+def train_image_side(recipe, model, processor, train_json: Path, labels_of, init_dir: Path, seed: int, **options):
+    """Stage 1 of a grid run: ``model``'s image side trained on the attributes of ``train_json``'s scenes
+    (``labels_of(record["scene"])`` -> class per slot; ``recipe``: ``pretrain_steps``, ``pretrain_batch_size``,
+    ``pretrain_lr``, ``warmup_ratio``; ``options`` go to
+    :func:`~inf_llava.synthetic.encoder_pretraining.pretrain_image_side`), then saved to ``init_dir`` with its loss
+    curve (``pretrain_curve.json``); returns the curve."""
+    import torch
+
+    from ..images import load_image
+    from ..training.assemble import save_model
+    from .encoder_pretraining import preprocess_all, pretrain_image_side
+
+    records = json.loads(train_json.read_text())
+    images = [load_image(train_json.parent / r["image"]) for r in records]
+    curve = pretrain_image_side(
+        model,
+        preprocess_all(processor, images),
+        torch.tensor([labels_of(r["scene"]) for r in records]),
+        steps=recipe.pretrain_steps,
+        batch_size=recipe.pretrain_batch_size,
+        lr=recipe.pretrain_lr,
+        seed=seed,
+        warmup_ratio=recipe.warmup_ratio,
+        **options,
+    )
+    save_model(model, processor, init_dir, overwrite=True)
+    atomic_write_text(init_dir / "pretrain_curve.json", json.dumps(curve) + "\n")
+    return curve

@@ -63,17 +63,18 @@ class AblationRecipe:
     eval_every: int = 200
     patience: int = 2
     template: str = "llama3"
+    answers_in_vocabulary: bool = True  # the tokenizer learns every answer as it is written: one token per word
 
     @property
     def grid(self) -> int:
         return 3
 
 
-def build_tokenizer():
+def build_tokenizer(recipe: AblationRecipe):
     from ...presets import build_tiny_tokenizer
     from .task import vocabulary_corpus
 
-    return build_tiny_tokenizer(vocab_size=512, extra_corpus=vocabulary_corpus())
+    return build_tiny_tokenizer(vocab_size=512, extra_corpus=vocabulary_corpus(recipe.answers_in_vocabulary))
 
 
 def model_config(recipe: AblationRecipe, tokenizer, variant: str):
@@ -90,7 +91,7 @@ def build_model(recipe: AblationRecipe, variant: str, seed: int):
     from ...presets import processor_for
     from ..grid import scale_projector_to_text, set_stop_tokens
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(recipe)
     config = model_config(recipe, tokenizer, variant)
     torch.manual_seed(seed)
     model = InfLlavaForConditionalGeneration(config)
@@ -187,12 +188,9 @@ def tower_run(recipe: AblationRecipe, seed: int, work_dir: Path) -> list:
 def pretrain_run(recipe: AblationRecipe, variant: str, seed: int, data: dict[str, Path], run_dir: Path) -> list:
     """Stage 1: the seed's shared tower loaded and frozen, DEM + projector trained on the scene attributes; saved to
     ``run_dir/init``; returns the loss curve."""
-    import torch
     from safetensors.torch import load_file
 
-    from ...images import load_image
-    from ...training.assemble import save_model
-    from ..encoder_pretraining import preprocess_all, pretrain_image_side
+    from ..grid import train_image_side
     from .task import slot_sizes
 
     init_dir = run_dir / "init"
@@ -202,25 +200,9 @@ def pretrain_run(recipe: AblationRecipe, variant: str, seed: int, data: dict[str
     model, processor = build_model(recipe, variant, seed)
     tower_file = run_dir.parent.parent / "towers" / f"seed{seed}" / "tower.safetensors"
     model.model.image_encoder.vision_tower.load_state_dict(load_file(str(tower_file)))
-    records = json.loads(data["train"].read_text())
-    images = [load_image(data["train"].parent / r["image"]) for r in records]
-    inputs = preprocess_all(processor, images)
-    labels = torch.tensor([scene_labels(r["scene"]) for r in records])
-    curve = pretrain_image_side(
-        model,
-        inputs,
-        labels,
-        steps=recipe.pretrain_steps,
-        batch_size=recipe.pretrain_batch_size,
-        lr=recipe.pretrain_lr,
-        seed=seed,
-        warmup_ratio=recipe.warmup_ratio,
-        sizes=slot_sizes(),
-        train_tower=False,
+    return train_image_side(
+        recipe, model, processor, data["train"], scene_labels, init_dir, seed, sizes=slot_sizes(), train_tower=False
     )
-    save_model(model, processor, init_dir, overwrite=True)
-    atomic_write_text(curve_file, json.dumps(curve) + "\n")
-    return curve
 
 
 def _trained_weights(out_dir: Path, step: int, completed: bool) -> dict:

@@ -183,8 +183,14 @@ def answer_space(question: str) -> tuple[str, ...]:
     raise ValueError(f"not a question of task v2: {question!r}")
 
 
-def vocabulary_corpus() -> list[str]:
-    """Every word and template of the task, for the tokenizer's training corpus."""
+def vocabulary_corpus(answers_alone: bool = True) -> list[str]:
+    """Every word and template of the task, for the tokenizer's training corpus (``answers_alone=False``: without
+    the answers on their own, the corpus the ablation's first runs used).
+
+    Answers are written at the start of the assistant's turn, without a leading space, so every answer also appears
+    alone: otherwise byte-level BPE learns only the space-prefixed words of the questions and splits an answer into
+    characters ("triangle" -> "t ri angle", "top left" -> "t o p Ġleft"), and the model must commit to "t" before
+    the token that tells a triangle from top-left."""
     templates = []
     for shape in SHAPES:
         templates += [f"What color is the {shape}?", f"Where is the {shape}?", f"Which glyph is on the {shape}?"]
@@ -192,7 +198,8 @@ def vocabulary_corpus() -> list[str]:
         templates += [f"What shape is in the {quadrant}?", f"Which glyph is in the {quadrant}?"]
     for glyph in GLYPH_TYPES:
         templates += [f"Where is the {glyph} glyph?", f"Which shape has the {glyph} glyph?"]
-    return templates + [" ".join([*COLORS, *SHAPES, *QUADRANTS, *GLYPH_TYPES])]
+    answers = sorted({*COLORS, *SHAPES, *QUADRANTS, *GLYPH_TYPES})
+    return templates + [" ".join(answers)] + (answers * 4 if answers_alone else [])
 
 
 SHAPE_CLASSES = ("none", *(f"{color} {kind}" for color in sorted(COLORS) for kind in SHAPES))
