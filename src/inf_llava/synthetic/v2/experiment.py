@@ -64,6 +64,7 @@ class AblationRecipe:
     patience: int = 2
     template: str = "llama3"
     answers_in_vocabulary: bool = True  # the tokenizer learns every answer as it is written: one token per word
+    tower_positions: bool = True  # the tower also learns where each patch is (tower.py)
 
     @property
     def grid(self) -> int:
@@ -178,6 +179,7 @@ def tower_run(recipe: AblationRecipe, seed: int, work_dir: Path) -> list:
         seed=seed,
         held_out=held_out,
         warmup_ratio=recipe.warmup_ratio,
+        positions=recipe.tower_positions,
     )
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tower.state_dict().items()}, str(directory / "tower.safetensors"))

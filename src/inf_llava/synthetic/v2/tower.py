@@ -6,13 +6,19 @@ the nine strided views, the low-resolution view among them), linear heads on the
 
 - which glyph type (or none) has its centre pixel in the patch, on local tiles (native resolution; the strided
   views cannot show a glyph's type, so they get no glyph target), and
-- which shape (colour + kind, or none) covers most of the patch's pixels, on both perspectives.
+- which shape (colour + kind, or none) covers most of the patch's pixels, on both perspectives, and
+- where the patch is in its view (row and column), on both perspectives, if ``positions``: a pretrained CLIP's patch
+  features say where they are, and an LLM reading image tokens relies on it (their order in the prompt reaches it only
+  through rotary offsets that move with the question's length). Trained without it the tower forgets its position
+  embeddings: a linear probe reads the quadrant of a stage-1 image token at 0.46 (chance 0.25); with it, 0.94.
 
 Variants then train their DEM + projector (stage 1) and DEM + projector + LLM (stage 2) on top of this frozen tower,
 like the paper's two stages on top of CLIP.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -82,13 +88,16 @@ def patch_targets(pixels: np.ndarray, scene: dict, grid: int, patch: int) -> dic
 
 
 class PatchHeads(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, side: int):
         super().__init__()
         self.glyph = nn.Linear(width, len(GLYPH_CLASSES))
         self.shape = nn.Linear(width, len(SHAPE_CLASSES))
+        self.row = nn.Linear(width, side)
+        self.col = nn.Linear(width, side)
 
 
-def _losses(tower, heads, canvases, targets, grid, tokens, weight):
+def _losses(tower, heads, canvases, targets, grid, tokens, weight, positions):
+    """(glyph loss, shape loss + position loss if ``positions``, glyph logits) of a batch."""
     B = canvases.shape[0]
     views = torch.cat([local_crops(canvases, grid), global_crops(canvases, grid)], dim=1)  # (B, 2K, 3, S, S)
     K = views.shape[1] // 2
@@ -98,6 +107,12 @@ def _losses(tower, heads, canvases, targets, grid, tokens, weight):
     glyph_loss = F.cross_entropy(glyph_logits, targets["tile_glyph"].flatten(), weight=weight)
     shape_loss = F.cross_entropy(heads.shape(local).flatten(0, 2), targets["tile_shape"].flatten())
     shape_loss = shape_loss + F.cross_entropy(heads.shape(strided).flatten(0, 2), targets["strided_shape"].flatten())
+    if positions:
+        side = heads.row.out_features
+        index = torch.arange(tokens, device=feats.device).expand(B * 2 * K, tokens).flatten()
+        flat = feats.flatten(0, 2)
+        shape_loss = shape_loss + F.cross_entropy(heads.row(flat), index // side)
+        shape_loss = shape_loss + F.cross_entropy(heads.col(flat), index % side)
     return glyph_loss, shape_loss, glyph_logits
 
 
@@ -122,13 +137,15 @@ def pretrain_tower(
     held_out: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None,
     warmup_ratio: float = 0.05,
     log_every: int = 50,
+    positions: bool = True,
 ) -> list[list[float]]:
     """Train ``tower`` in place on preprocessed ``canvases`` ``(N, 3, nS, nS)`` and their stacked
-    :func:`patch_targets`; returns ``[[step, loss, held-out glyph accuracy], ...]``."""
+    :func:`patch_targets` (``positions``: the row/column targets too); returns ``[[step, loss, held-out glyph
+    accuracy], ...]``."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     width = tower.config.hidden_size
-    heads = PatchHeads(width)
+    heads = PatchHeads(width, math.isqrt(tokens_per_view))
     params = [p for p in tower.parameters() if p.requires_grad] + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(steps, warmup_ratio))
@@ -139,13 +156,17 @@ def pretrain_tower(
     for step in range(1, steps + 1):
         index = torch.randint(0, canvases.shape[0], (batch_size,), generator=generator)
         batch = {k: v[index] for k, v in targets.items()}
-        glyph_loss, shape_loss, _ = _losses(tower, heads, canvases[index], batch, grid, tokens_per_view, weight)
+        glyph_loss, shape_loss, _ = _losses(
+            tower, heads, canvases[index], batch, grid, tokens_per_view, weight, positions
+        )
         window.append(optimizer_step(glyph_loss + shape_loss, optimizer, scheduler, params))
         if step % log_every == 0 or step == steps:
             accuracy = float("nan")
             if held_out is not None:
                 with torch.no_grad():
-                    _, _, logits = _losses(tower, heads, held_out[0], held_out[1], grid, tokens_per_view, weight)
+                    _, _, logits = _losses(
+                        tower, heads, held_out[0], held_out[1], grid, tokens_per_view, weight, positions
+                    )
                 accuracy = glyph_accuracy(logits, held_out[1]["tile_glyph"])
             curve.append([step, sum(window) / len(window), accuracy])
             window = []
