@@ -306,3 +306,37 @@ def test_every_answer_starts_with_a_token_that_names_it():
     assert {q: tokenizer.tokenize(q) for q in QUADRANTS} == {q: [q.split()[0], "Ġ" + q.split()[1]] for q in QUADRANTS}
     old = build_tokenizer(AblationRecipe(answers_in_vocabulary=False))
     assert old.tokenize("triangle")[0] == old.tokenize("top left")[0] == "t"
+
+
+@pytest.mark.parametrize("index", range(30))
+def test_independent_questions_are_true_and_never_answer_each_other(index):
+    from inf_llava.synthetic.v2.task import KINDS, independent_questions, questions, sample_scene
+
+    rng = random.Random(index)
+    scene = sample_scene(rng, 72)
+    asked = independent_questions(scene, rng)
+    every = {qa for kind in KINDS for qa in questions(scene, kind, random.Random(0))}
+    assert set(asked) <= every and len(set(asked)) == len(asked)
+    assert len(asked) == 2 * len(scene.shapes) + len(scene.glyphs) + sum(g.on_shape for g in scene.glyphs)
+    texts = [qa.question for qa in asked]
+    for shape in scene.shapes:  # a shape's place and the kind at that place state each other: one of them only
+        assert (f"Where is the {shape.kind}?" in texts) != (f"What shape is in the {shape.quadrant}?" in texts)
+    for glyph in scene.glyphs:
+        assert (f"Which glyph is in the {glyph.quadrant}?" in texts) != (f"Where is the {glyph.type} glyph?" in texts)
+        if glyph.on_shape:
+            kind = scene.shape_at(glyph.quadrant).kind
+            on, has = f"Which glyph is on the {kind}?", f"Which shape has the {glyph.type} glyph?"
+            assert (on in texts) != (has in texts)
+
+
+def test_scene_from_record_round_trips(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from inf_llava.synthetic.v2.task import generate_split, render, scene_from_record
+
+    records = json.loads(generate_split(tmp_path, "validation", 5).read_text())
+    for record in records:
+        image = np.array(render(scene_from_record(record["scene"])))
+        assert np.array_equal(image, np.array(Image.open(tmp_path / record["image"]).convert("RGB")))

@@ -122,6 +122,17 @@ def render(scene: GlyphScene) -> Image.Image:
     return Image.fromarray(pixels)
 
 
+def scene_from_record(scene: dict) -> GlyphScene:
+    """The :class:`GlyphScene` of a split record's ``"scene"`` field."""
+    return GlyphScene(
+        size=scene["size"],
+        shapes=tuple(Shape(**s) for s in scene["shapes"]),
+        glyphs=tuple(Glyph(**g) for g in scene["glyphs"]),
+        seed=scene["seed"],
+        details=scene.get("details", True),
+    )
+
+
 def sample_scene(rng: random.Random, size: int) -> GlyphScene:
     """Two shapes of different kinds in two quadrants, each with a glyph on it; one or two glyphs on the background
     of the other quadrants; all glyph types distinct."""
@@ -168,6 +179,26 @@ def training_questions(scene: GlyphScene, first_kind: str, rng: random.Random, l
             if pool and len(chosen) < limit:
                 chosen.append(pool.pop())
     return chosen
+
+
+def independent_questions(scene: GlyphScene, rng: random.Random) -> list[QA]:
+    """One conversation's worth of questions about ``scene`` in which no answer is stated by another question and
+    its answer (shuffled): each shape's colour and one of its place or kind; one of each glyph's type or place; one
+    of each shape glyph's type or shape."""
+    out: list[QA] = []
+    for shape in scene.shapes:
+        out.append(QA(f"What color is the {shape.kind}?", shape.color, "global"))
+        place = QA(f"Where is the {shape.kind}?", shape.quadrant, "global")
+        out.append(rng.choice([place, QA(f"What shape is in the {shape.quadrant}?", shape.kind, "global")]))
+    for glyph in scene.glyphs:
+        detail = QA(f"Which glyph is in the {glyph.quadrant}?", glyph.type, "detail")
+        out.append(rng.choice([detail, QA(f"Where is the {glyph.type} glyph?", glyph.quadrant, "detail_in_context")]))
+        if glyph.on_shape:
+            kind = scene.shape_at(glyph.quadrant).kind
+            on = QA(f"Which glyph is on the {kind}?", glyph.type, "glyph_on_shape")
+            out.append(rng.choice([on, QA(f"Which shape has the {glyph.type} glyph?", kind, "shape_with_glyph")]))
+    rng.shuffle(out)
+    return out
 
 
 def answer_space(question: str) -> tuple[str, ...]:

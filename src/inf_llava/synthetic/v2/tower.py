@@ -56,7 +56,7 @@ def _glyph_map(size: int, scene: dict, corners: dict) -> np.ndarray:
     return out
 
 
-def _per_patch(maps: torch.Tensor, patch: int, reduce: str) -> torch.Tensor:
+def per_patch(maps: torch.Tensor, patch: int, reduce: str) -> torch.Tensor:
     """``(V, s, s)`` class maps -> ``(V, T)`` per-patch classes (``max``: any nonzero; ``mode``: the majority)."""
     V, s, _ = maps.shape
     p = s // patch
@@ -66,24 +66,21 @@ def _per_patch(maps: torch.Tensor, patch: int, reduce: str) -> torch.Tensor:
     return blocks.mode(dim=-1).values
 
 
+def class_maps(pixels: np.ndarray, scene: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H, W)`` shape-class and glyph-class maps of one image (see :func:`_shape_map`, :func:`_glyph_map`)."""
+    from .task import layout, scene_from_record
+
+    corners = layout(scene_from_record(scene))[1]
+    return torch.from_numpy(_shape_map(pixels, scene)), torch.from_numpy(_glyph_map(pixels.shape[0], scene, corners))
+
+
 def patch_targets(pixels: np.ndarray, scene: dict, grid: int, patch: int) -> dict[str, torch.Tensor]:
     """Per-patch targets of one image: ``tile_glyph``, ``tile_shape`` and ``strided_shape``, each ``(K, T)``."""
-    from ..scenes import Shape
-    from .task import Glyph, GlyphScene, layout
-
-    scene_obj = GlyphScene(
-        size=scene["size"],
-        shapes=tuple(Shape(**s) for s in scene["shapes"]),
-        glyphs=tuple(Glyph(**g) for g in scene["glyphs"]),
-        seed=scene["seed"],
-    )
-    corners = layout(scene_obj)[1]
-    shapes = torch.from_numpy(_shape_map(pixels, scene))
-    glyphs = torch.from_numpy(_glyph_map(pixels.shape[0], scene, corners))
+    shapes, glyphs = class_maps(pixels, scene)
     return {
-        "tile_glyph": _per_patch(local_crops(glyphs[None], grid)[:, 0], patch, "max"),
-        "tile_shape": _per_patch(local_crops(shapes[None], grid)[:, 0], patch, "mode"),
-        "strided_shape": _per_patch(global_crops(shapes[None], grid)[:, 0], patch, "mode"),
+        "tile_glyph": per_patch(local_crops(glyphs[None], grid)[:, 0], patch, "max"),
+        "tile_shape": per_patch(local_crops(shapes[None], grid)[:, 0], patch, "mode"),
+        "strided_shape": per_patch(global_crops(shapes[None], grid)[:, 0], patch, "mode"),
     }
 
 
