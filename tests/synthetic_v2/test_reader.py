@@ -3,6 +3,7 @@ picks the most likely candidate, and the check trains the LLM alone."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -87,3 +88,37 @@ def test_reader_check_trains_the_llm_alone(tmp_path, tokens):
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in frozen.items())  # tower, DEM, projector untouched
     assert not torch.equal(model.lm_head.weight, lm_before)
+
+
+def test_reader_check_command_saves_the_trained_llm(tmp_path):
+    from safetensors.torch import load_file
+
+    from inf_llava.synthetic.v2.reader import main
+    from inf_llava.training.assemble import save_model
+
+    data = tmp_path / "data"
+    generate_split(data, "train", 8, questions_per_image=5)
+    generate_split(data, "validation", 5)
+    model, processor = build_model(RECIPE, "inf_llava", seed=0)
+    save_model(model, processor, tmp_path / "init")
+    main(
+        [
+            "--model",
+            str(tmp_path / "init"),
+            "--data",
+            str(data),
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--eval-every",
+            "4",
+            "--save",
+            str(tmp_path / "out"),
+        ]
+    )
+    before, after = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("init", "out"))
+    assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert json.loads((tmp_path / "out" / "reader_curve.json").read_text())[0]["step"] == 4

@@ -13,7 +13,8 @@ If the LLM cannot learn from oracle tokens, no DCM/DEM variant can be told apart
 the reader is the bottleneck. Answers are scored by likelihood over the question's answer space (the exact-match
 answer of greedy decoding whenever greedy decoding produces an answer of that space).
 
-``python -m inf_llava.synthetic.v2.reader --model DIR --data DIR`` runs it and prints the validation curve.
+``python -m inf_llava.synthetic.v2.reader --model DIR --data DIR [--save OUT]`` runs it and prints the validation
+curve (``--save``: the model with its trained LLM, a reader pretrained on oracle tokens).
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a saved model directory (its LLM is trained, not saved)")
     parser.add_argument("--data", required=True, help="a task-v2 data directory (train.json, validation.json)")
+    parser.add_argument("--save", help="save the model with the trained LLM here (and the curve as reader_curve.json)")
     for name, default in vars(ReaderCheck()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     args = vars(parser.parse_args(argv))
@@ -227,8 +229,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     model_dir = args.pop("model")
     model = InfLlavaForConditionalGeneration.from_pretrained(model_dir)
     processor = InfLlavaProcessor.from_pretrained(model_dir)
-    data = Path(args.pop("data"))
-    run_reader_check(model, processor, data, ReaderCheck(**args))
+    data, save = Path(args.pop("data")), args.pop("save")
+    curve = run_reader_check(model, processor, data, ReaderCheck(**args))
+    if save:
+        from ...jsonl import atomic_write_text
+        from ...training.assemble import save_model
+
+        save_model(model, processor, save, overwrite=True)
+        atomic_write_text(Path(save) / "reader_curve.json", json.dumps(curve) + "\n")
 
 
 if __name__ == "__main__":
